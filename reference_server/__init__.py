@@ -1,0 +1,1 @@
+"""Reference implementation of the OpenAI-compatible HTTP API, one behaviour profile at a time."""
