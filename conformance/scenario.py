@@ -90,11 +90,23 @@ class Context:
     target: TargetInfo
     max_examples: int = 10
     verdicts: list[Verdict] = field(default_factory=list)
+    # requirement -> reason, decided by the runner before the scenario starts: verify()/expect()
+    # record NOT_APPLICABLE (resp. SKIP) for these without running the check.
+    inapplicable: dict[str, str] = field(default_factory=dict)
+    unselected: dict[str, str] = field(default_factory=dict)
     _mark: int = 0  # index into client.exchanges where this scenario's evidence starts
+
+    def applies(self, requirement: str) -> bool:
+        """False when the profile makes `requirement` not applicable or --only deselected it.
+
+        Scenarios may use this to skip requests whose only purpose is that requirement."""
+        return requirement not in self.inapplicable and requirement not in self.unselected
 
     # -- verification -------------------------------------------------------------
     def verify(self, requirement: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         """Run one check for one requirement and record its outcome. Returns True on pass."""
+        if self._decided(requirement):
+            return False
         with self.expect(requirement):
             check(*args, **kwargs)
             return True
@@ -102,8 +114,14 @@ class Context:
 
     @contextlib.contextmanager
     def expect(self, requirement: str) -> Iterator[None]:
-        """Record PASS if the block completes, FAIL/ERROR/TIMEOUT if it raises a CheckFailure for it."""
-        self._assert_covered(requirement)
+        """Record PASS if the block completes, FAIL/ERROR/TIMEOUT if it raises a CheckFailure for it.
+
+        For a requirement that does not apply (or is not selected), the block still runs but its
+        outcome is ignored: NOT_APPLICABLE (or SKIP) is recorded instead."""
+        if self._decided(requirement):
+            with contextlib.suppress(CheckFailure):
+                yield
+            return
         try:
             yield
         except CheckFailure as failure:
@@ -114,6 +132,19 @@ class Context:
                 self.record(failure.requirement, failure.status, failure.message, failure.details)
         else:
             self.record(requirement, Status.PASS)
+
+    def _decided(self, requirement: str) -> bool:
+        """Record the runner's decision for a requirement that must not be checked; True if so."""
+        self._assert_covered(requirement)
+        if requirement in self.inapplicable:
+            if not any(v.requirement == requirement for v in self.verdicts):
+                self.record(requirement, Status.NOT_APPLICABLE, self.inapplicable[requirement])
+            return True
+        if requirement in self.unselected:
+            if not any(v.requirement == requirement for v in self.verdicts):
+                self.record(requirement, Status.SKIP, self.unselected[requirement])
+            return True
+        return False
 
     def not_applicable(self, requirement: str, reason: str) -> None:
         self._assert_covered(requirement)
@@ -172,6 +203,8 @@ def run_scenario(ctx: Context) -> list[Verdict]:
         fate = (Status.ERROR, f"suite error in scenario {ctx.spec.name}: {type(exc).__name__}: {exc}")
     verified = {v.requirement for v in ctx.verdicts}
     for requirement in ctx.spec.covers:
+        if requirement not in verified and ctx._decided(requirement):
+            continue
         if requirement not in verified:
             status, message = fate or (Status.ERROR, f"scenario {ctx.spec.name} ended without verifying {requirement}")
             ctx.record(requirement, status, message)
