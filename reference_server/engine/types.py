@@ -32,7 +32,9 @@ class TokenEvent:
     token_id: int
     logprob: float  # log-probability of the sampled token under the (processed) distribution
     top_logprobs: list[tuple[int, float]]  # up to SamplingParams.top_logprobs, most likely first
-    finish_reason: Literal["stop", "length"] | None  # "stop" = EOS sampled (EOS itself is not yielded as text)
+    finish_reason: (
+        Literal["stop", "length"] | None
+    )  # "stop" = EOS sampled (EOS itself is not yielded as text)
 
 
 @dataclass(frozen=True)

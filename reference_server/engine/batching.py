@@ -1,0 +1,626 @@
+"""A continuous-batching generation engine over any Hugging Face causal LM.
+
+One background thread owns all torch work. Each iteration it
+
+1. runs queued side jobs (prompt logprobs),
+2. drops sequences that finished or whose consumer closed its iterator,
+3. admits waiting sequences up to `max_batch`: each new prompt is prefilled alone (no padding, so
+   its first token is exactly what the model computes for that prompt) and its KV cache is merged
+   into the batch, left-padded to the batch's common cache length,
+4. runs ONE decode forward pass for every running sequence, with per-row position ids and each
+   row attending only to its own keys, then samples one token per sequence.
+
+Tokens reach the consumers through per-sequence asyncio queues fed with
+`loop.call_soon_threadsafe`, so the event loop never waits for torch.
+
+Batch invariance: greedy output must not depend on what else is in the batch. Two things make a
+row's numbers depend on its neighbours: the attention reduction over a padded key length, and
+BLAS kernels chosen by the number of rows (on CPU, 1-3 row GEMMs take other code paths than 4+,
+and thread splits of odd row counts differ). With `batch_invariant=True` (the default on CPU) the
+engine attends each row over exactly its own keys (see `attention.py`) and rounds the decode batch
+up to a multiple of 8 rows with inert filler rows, so a sequence computes bit-identical logits
+alone or in any batch. On GPU the default is off (cuBLAS kernel choice varies with shape anyway);
+results there are equal up to floating-point noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import itertools
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from .attention import decode_rows, enable_padding_invariant_attention
+from .errors import EngineFailure, EngineOverloaded, EngineStopped
+from .metrics import EngineMetrics
+from .sampling import SequenceSampler
+from .types import PromptLogprob, SamplingParams, TokenEvent
+
+if TYPE_CHECKING:
+    from reference_server.model.loader import LoadedModel
+
+log = logging.getLogger(__name__)
+
+# Lowest logprob reported (JSON has no -inf; OpenAI uses -9999.0 for impossible tokens).
+MIN_LOGPROB = -9999.0
+_INVARIANT_ROW_MULTIPLE = 8
+
+_KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class _Sequence:
+    """One request: shared between the event loop (queue, cancelled) and the worker (the rest)."""
+
+    def __init__(
+        self,
+        seq_id: int,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        sampler: SequenceSampler,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.seq_id = seq_id
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.sampler = sampler
+        self.loop = loop
+        self.queue: asyncio.Queue[TokenEvent | BaseException] = asyncio.Queue()
+        self.cancelled = False  # set by the consumer side, read by the worker
+        self.done = False  # worker side: final event or error delivered
+        self.generated = 0
+        self.last_token = -1
+
+
+class _TokenStream(AsyncIterator[TokenEvent]):
+    """The async iterator returned by `generate()`; closing it cancels the sequence."""
+
+    def __init__(self, engine: BatchingEngine, seq: _Sequence) -> None:
+        self._engine = engine
+        self._seq = seq
+        self._closed = False
+
+    def __aiter__(self) -> _TokenStream:
+        return self
+
+    async def __anext__(self) -> TokenEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            item = await self._seq.queue.get()
+        except BaseException:  # cancelled consumer (client disconnect): free the slot
+            self._cancel()
+            raise
+        if isinstance(item, BaseException):
+            self._closed = True
+            raise item
+        if item.finish_reason is not None:
+            self._closed = True
+        return item
+
+    async def aclose(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._seq.cancelled = True
+            self._engine._wake.set()
+
+    def __del__(self) -> None:  # an abandoned, never-closed iterator must not hold a slot forever
+        if not self._closed:
+            self._seq.cancelled = True
+
+
+class BatchingEngine:
+    """Continuous-batching engine implementing `reference_server.engine.types.Engine`.
+
+    Events: one `TokenEvent` per sampled token; the last one has `finish_reason` set.
+    `finish_reason="stop"` means an EOS token was sampled (and `ignore_eos` is false): that final
+    event's `token_id` IS the EOS id (with its logprob) and the serving layer must not print its
+    text. `finish_reason="length"` is set on the token that reaches `max_new_tokens`, or that fills
+    the context window (prompt + generated == context_length). Reported logprobs are those of the
+    processed distribution (after logit_bias and penalties, before temperature/top-k/top-p), see
+    `sampling.py`.
+
+    `generate()` must be called from a coroutine (it binds to the running loop). It raises, at
+    once, `ValueError` for an empty prompt, a prompt with no room left in the context window, or
+    `max_new_tokens < 1`; `EngineStopped` if the engine is not running; `EngineOverloaded` if
+    `max_queue` sequences are already waiting. A stream whose sequence is interrupted by `stop()`
+    raises `EngineStopped`; by a failed forward pass, `EngineFailure`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        eos_token_ids: frozenset[int],
+        context_length: int,
+        model_id: str,
+        max_batch: int = 32,
+        max_queue: int = 256,
+        batch_invariant: bool | None = None,
+        prefill_token_budget: int = 4096,
+    ) -> None:
+        if max_batch < 1 or max_queue < 0:
+            raise ValueError("max_batch must be >= 1 and max_queue >= 0")
+        self.model = model
+        self.model_id = model_id
+        self.model_name = model_id
+        self.context_length = int(context_length)
+        self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.prefill_token_budget = prefill_token_budget
+        param = next(model.parameters())
+        self._device: torch.device = param.device
+        self.device = str(param.device)
+        self.dtype = str(param.dtype).removeprefix("torch.")
+        config = getattr(model, "config", None)
+        text_config = (
+            config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
+        )
+        self.vocab_size = int(
+            getattr(text_config, "vocab_size", 0) or model.get_output_embeddings().weight.shape[0]
+        )
+        if batch_invariant is None:
+            batch_invariant = self._device.type == "cpu"
+        self.batch_invariant = bool(batch_invariant) and enable_padding_invariant_attention(model)
+        self._row_multiple = _INVARIANT_ROW_MULTIPLE if self.batch_invariant else 1
+        forward_params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in forward_params else "past_key_values"
+        self._logits_to_keep = "logits_to_keep" in forward_params
+        model.eval()
+
+        self._ids = itertools.count(1)
+        self._waiting: collections.deque[_Sequence] = collections.deque()
+        # Side jobs for the worker: (run, fail) pairs.
+        self._jobs: collections.deque[tuple[Callable[[], None], Callable[[BaseException], None]]] = (
+            collections.deque()
+        )
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._stopping = False
+        # Worker-only batch state. Row b of the cache holds keys [starts[b]:T] for rows[b]; a None
+        # row is an inert filler (its "sequence" starts at the current step and is never read).
+        self._rows: list[_Sequence | None] = []
+        self._starts: list[int] = []
+        self._tokens: list[int] = []  # next input token per row
+        self._cache: Any = None
+        self._T = 0
+        # Counters (written by the worker only).
+        self._generated_tokens = 0
+        self._prompt_tokens = 0
+        self._prefills = 0
+        self._decode_steps = 0
+        self._decode_rows = 0
+        self._completed = 0
+        self._cancelled = 0
+        self._failed = 0
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, **kw: Any) -> BatchingEngine:
+        return cls(
+            loaded.model,
+            eos_token_ids=frozenset(loaded.eos_token_ids),
+            context_length=loaded.context_length,
+            model_id=loaded.model_id,
+            **kw,
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._stopping = False
+        self._running = True
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._worker, name=f"engine-{self.model_id}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._running = False
+        self._stopping = True
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        await asyncio.to_thread(thread.join)
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        if not self._running:
+            raise EngineStopped("engine is not running")
+        prompt = [int(t) for t in prompt_ids]
+        if not prompt:
+            raise ValueError("prompt must contain at least one token")
+        if len(prompt) >= self.context_length:
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens leaves no room in the {self.context_length}-token context"
+            )
+        if params.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        if len(self._waiting) >= self.max_queue:
+            self._purge_cancelled_waiting()
+            if len(self._waiting) >= self.max_queue:
+                raise EngineOverloaded(f"{len(self._waiting)} requests already waiting", retry_after=1.0)
+        loop = asyncio.get_running_loop()
+        sampler = SequenceSampler(params, self.vocab_size, self._device)
+        seq = _Sequence(next(self._ids), prompt, params, sampler, loop)
+        self._waiting.append(seq)
+        self._wake.set()
+        return _TokenStream(self, seq)
+
+    async def prompt_logprobs(self, prompt_ids: list[int], top_logprobs: int) -> list[PromptLogprob]:
+        ids = [int(t) for t in prompt_ids]
+        if len(ids) > self.context_length:
+            raise ValueError(f"prompt of {len(ids)} tokens exceeds the {self.context_length}-token context")
+        if not ids:
+            return []
+        return await self._submit(lambda: self._prompt_logprobs(ids, top_logprobs))
+
+    def metrics(self) -> EngineMetrics:
+        running = sum(1 for r in self._rows if r is not None)
+        return EngineMetrics(
+            running=running,
+            waiting=len(self._waiting),
+            max_batch=self.max_batch,
+            max_queue=self.max_queue,
+            generated_tokens=self._generated_tokens,
+            prompt_tokens=self._prompt_tokens,
+            forward_passes=self._prefills + self._decode_steps,
+            prefills=self._prefills,
+            decode_steps=self._decode_steps,
+            average_batch_size=self._decode_rows / self._decode_steps if self._decode_steps else 0.0,
+            requests_completed=self._completed,
+            requests_cancelled=self._cancelled,
+            requests_failed=self._failed,
+        )
+
+    # ------------------------------------------------------------------ helpers (any thread)
+
+    def _purge_cancelled_waiting(self) -> None:
+        for seq in list(self._waiting):
+            if seq.cancelled:
+                try:
+                    self._waiting.remove(seq)
+                except ValueError:  # the worker took it meanwhile
+                    continue
+
+    async def _submit(self, fn: Callable[[], Any]) -> Any:
+        if not self._running:
+            raise EngineStopped("engine is not running")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                loop.call_soon_threadsafe(_set_exception, fut, exc)
+            else:
+                loop.call_soon_threadsafe(_set_result, fut, result)
+
+        def fail(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_set_exception, fut, exc)
+
+        self._jobs.append((job, fail))
+        self._wake.set()
+        return await fut
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _worker(self) -> None:
+        try:
+            with torch.inference_mode():
+                while True:
+                    self._wake.clear()
+                    if self._stopping:
+                        break
+                    busy = self._iteration()
+                    if not busy:
+                        self._wake.wait()
+        except BaseException:  # pragma: no cover - a bug; do not leave consumers hanging
+            log.exception("engine worker crashed")
+        finally:
+            self._running = False
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        err = EngineStopped("engine stopped")
+        pending: list[tuple[_Sequence, TokenEvent | BaseException]] = []
+        for seq in self._rows:
+            if seq is not None and not seq.done:
+                seq.done = True
+                self._failed += 1
+                pending.append((seq, err))
+        while self._waiting:
+            seq = self._waiting.popleft()
+            seq.done = True
+            self._failed += 1
+            pending.append((seq, err))
+        self._deliver(pending)
+        while self._jobs:
+            _, fail = self._jobs.popleft()
+            fail(err)
+        self._reset_batch()
+
+    def _reset_batch(self) -> None:
+        self._rows, self._starts, self._tokens = [], [], []
+        self._cache, self._T = None, 0
+
+    def _iteration(self) -> bool:
+        while self._jobs:
+            run, _ = self._jobs.popleft()
+            run()
+        events: list[tuple[_Sequence, TokenEvent | BaseException]] = []
+        admitted = self._admit(events)
+        self._rebuild(admitted)
+        if any(r is not None for r in self._rows):
+            try:
+                self._decode_step(events)
+            except Exception as exc:  # noqa: BLE001 - e.g. OOM: fail this batch, keep serving
+                log.exception("decode step failed")
+                err = EngineFailure(f"forward pass failed: {exc}")
+                for seq in self._rows:
+                    if seq is not None and not seq.done:
+                        seq.done = True
+                        self._failed += 1
+                        events.append((seq, err))
+                self._reset_batch()
+        self._deliver(events)
+        return bool(self._waiting or self._jobs or any(r is not None for r in self._rows))
+
+    def _admit(
+        self, events: list[tuple[_Sequence, TokenEvent | BaseException]]
+    ) -> list[tuple[_Sequence, _KV]]:
+        live = sum(1 for r in self._rows if r is not None and not r.cancelled and not r.done)
+        admitted: list[tuple[_Sequence, _KV]] = []
+        budget = self.prefill_token_budget
+        while self._waiting and live + len(admitted) < self.max_batch:
+            seq = self._waiting[0]
+            if seq.cancelled:
+                self._waiting.popleft()
+                self._cancelled += 1
+                continue
+            if admitted and len(seq.prompt_ids) > budget:
+                break
+            self._waiting.popleft()
+            budget -= len(seq.prompt_ids)
+            try:
+                kv, event = self._prefill(seq)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("prefill failed")
+                seq.done = True
+                self._failed += 1
+                events.append((seq, EngineFailure(f"prefill failed: {exc}")))
+                continue
+            events.append((seq, event))
+            if event.finish_reason is None:
+                admitted.append((seq, kv))
+        return admitted
+
+    def _forward(self, input_ids: torch.Tensor, cache: Any, **kw: Any) -> torch.Tensor:
+        kw[self._cache_kw] = cache
+        out = self.model(input_ids=input_ids, use_cache=True, **kw)
+        return out.logits[:, -1, :].float()
+
+    def _prefill(self, seq: _Sequence) -> tuple[_KV, TokenEvent]:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self._device)
+        extra: dict[str, Any] = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        logits = self._forward(ids, cache, **extra)
+        self._prefills += 1
+        self._prompt_tokens += len(seq.prompt_ids)
+        (event,) = self._sample([seq], logits)
+        return _cache_tensors(cache), event
+
+    def _rebuild(self, admitted: list[tuple[_Sequence, _KV]]) -> None:
+        """Drop finished/cancelled rows, add admitted ones, pad to the row multiple, trim padding."""
+        keep = [i for i, r in enumerate(self._rows) if r is not None and not r.cancelled and not r.done]
+        for r in self._rows:
+            if r is not None and r.cancelled and not r.done:
+                r.done = True
+                self._cancelled += 1
+        n = len(keep) + len(admitted)
+        if n == 0:
+            self._reset_batch()
+            return
+        target = -(-n // self._row_multiple) * self._row_multiple
+        if not admitted and len(keep) == sum(r is not None for r in self._rows) and len(self._rows) == target:
+            return  # nobody left or joined: the batch stays as it is
+        old_kv = _cache_tensors(self._cache) if self._cache is not None and keep else []
+        T = max([self._T if keep else 0] + [kv[0][0].shape[-2] for _, kv in admitted])
+        rows: list[_Sequence | None] = []
+        starts: list[int] = []
+        tokens: list[int] = []
+        parts: list[_KV] = []
+        if keep:
+            idx = torch.tensor(keep, device=self._device)
+            shift = T - self._T
+            parts.append(
+                [
+                    (_pad_left(k.index_select(0, idx), shift), _pad_left(v.index_select(0, idx), shift))
+                    for k, v in old_kv
+                ]
+            )
+            for i in keep:
+                rows.append(self._rows[i])
+                starts.append(self._starts[i] + shift)
+                tokens.append(self._tokens[i])
+        for seq, kv in admitted:
+            length = kv[0][0].shape[-2]
+            parts.append([(_pad_left(k, T - length), _pad_left(v, T - length)) for k, v in kv])
+            rows.append(seq)
+            starts.append(T - length)
+            tokens.append(seq.last_token)
+        fillers = target - n
+        if fillers:
+            ref = parts[0]
+            parts.append(
+                [(k.new_zeros((fillers, *k.shape[1:])), v.new_zeros((fillers, *v.shape[1:]))) for k, v in ref]
+            )
+            rows.extend([None] * fillers)
+            starts.extend([T] * fillers)
+            tokens.extend([0] * fillers)
+        layers = [
+            (torch.cat([p[layer][0] for p in parts]), torch.cat([p[layer][1] for p in parts]))
+            for layer in range(len(parts[0]))
+        ]
+        trim = min(starts)
+        if trim:
+            layers = [(k[:, :, trim:], v[:, :, trim:]) for k, v in layers]
+            starts = [s - trim for s in starts]
+            T -= trim
+        self._cache = _make_cache(layers)
+        self._rows, self._starts, self._tokens, self._T = rows, starts, tokens, T
+
+    def _decode_step(self, events: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
+        T = self._T
+        input_ids = torch.tensor(self._tokens, dtype=torch.long, device=self._device)[:, None]
+        starts = torch.tensor(self._starts, dtype=torch.long, device=self._device)
+        position_ids = (T - starts)[:, None]
+        if self.batch_invariant:
+            with decode_rows(self._starts):
+                logits = self._forward(input_ids, self._cache, position_ids=position_ids)
+        else:
+            mask = None
+            if any(self._starts):
+                mask = (torch.arange(T + 1, device=self._device)[None, :] >= starts[:, None]).long()
+            logits = self._forward(input_ids, self._cache, position_ids=position_ids, attention_mask=mask)
+        self._T = T + 1
+        live = [i for i, r in enumerate(self._rows) if r is not None]
+        self._decode_steps += 1
+        self._decode_rows += len(live)
+        seqs = [r for r in self._rows if r is not None]
+        if len(live) != len(self._rows):
+            logits = logits.index_select(0, torch.tensor(live, device=logits.device))
+        for i, seq, event in zip(live, seqs, self._sample(seqs, logits), strict=False):
+            self._tokens[i] = event.token_id
+            events.append((seq, event))
+
+    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[TokenEvent]:
+        """Sample one token for each sequence from its row of float32 logits; update its state."""
+        processed = logits
+        if any(s.sampler.needs_processing for s in seqs):
+            processed = logits.clone()
+            for i, s in enumerate(seqs):
+                if s.sampler.needs_processing:
+                    processed[i] = s.sampler.process(processed[i])
+        logprobs = torch.log_softmax(processed, dim=-1)
+        tokens = processed.argmax(dim=-1)
+        if any(not s.sampler.greedy for s in seqs):
+            for i, s in enumerate(seqs):
+                if not s.sampler.greedy:
+                    tokens[i] = s.sampler.sample(processed[i])
+        token_lp = logprobs.gather(1, tokens[:, None])[:, 0].tolist()
+        k = min(max(s.params.top_logprobs for s in seqs), logprobs.shape[-1])
+        top_v: list[list[float]] = []
+        top_i: list[list[int]] = []
+        if k > 0:
+            top = torch.topk(logprobs, k, dim=-1)
+            top_v, top_i = top.values.tolist(), top.indices.tolist()
+        out: list[TokenEvent] = []
+        for i, (s, tok) in enumerate(zip(seqs, tokens.tolist(), strict=False)):
+            s.sampler.record(tok)
+            s.generated += 1
+            s.last_token = tok
+            p = s.params
+            finish: Any = None
+            if tok in self.eos_token_ids and not p.ignore_eos:
+                finish = "stop"
+            elif s.generated >= p.max_new_tokens or len(s.prompt_ids) + s.generated >= self.context_length:
+                finish = "length"
+            tops = (
+                [
+                    (t, max(v, MIN_LOGPROB))
+                    for t, v in zip(top_i[i][: p.top_logprobs], top_v[i][: p.top_logprobs], strict=False)
+                ]
+                if p.top_logprobs
+                else []
+            )
+            out.append(TokenEvent(tok, max(token_lp[i], MIN_LOGPROB), tops, finish))
+            self._generated_tokens += 1
+            if finish is not None:
+                s.done = True
+                self._completed += 1
+        return out
+
+    def _prompt_logprobs(self, ids: list[int], k: int) -> list[PromptLogprob]:
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device)
+        logits = self.model(input_ids=input_ids, use_cache=False).logits[0, :-1].float()
+        self._prefills += 1
+        logprobs = torch.log_softmax(logits, dim=-1)
+        target = torch.tensor(ids[1:], dtype=torch.long, device=self._device)
+        token_lp = logprobs.gather(1, target[:, None])[:, 0].tolist()
+        k = min(k, logprobs.shape[-1])
+        top_v: list[list[float]] = []
+        top_i: list[list[int]] = []
+        if k > 0 and len(ids) > 1:
+            top = torch.topk(logprobs, k, dim=-1)
+            top_v, top_i = top.values.tolist(), top.indices.tolist()
+        result = [PromptLogprob(ids[0], None, [])]
+        for pos in range(1, len(ids)):
+            tops = (
+                [(t, max(v, MIN_LOGPROB)) for t, v in zip(top_i[pos - 1], top_v[pos - 1], strict=False)]
+                if k > 0
+                else []
+            )
+            result.append(PromptLogprob(ids[pos], max(token_lp[pos - 1], MIN_LOGPROB), tops))
+        return result
+
+    def _deliver(self, items: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Sequence, TokenEvent | BaseException]]] = {}
+        for seq, item in items:
+            by_loop.setdefault(seq.loop, []).append((seq, item))
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed consumer loop: nobody is listening
+                loop.call_soon_threadsafe(_put_all, batch)
+
+
+def _put_all(batch: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
+    for seq, item in batch:
+        seq.queue.put_nowait(item)
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _pad_left(t: torch.Tensor, n: int) -> torch.Tensor:
+    return F.pad(t, (0, 0, n, 0)) if n > 0 else t
+
+
+def _cache_tensors(cache: Any) -> _KV:
+    """Per-layer (keys, values) of a DynamicCache, each [batch, kv_heads, seq, head_dim]."""
+    if hasattr(cache, "layers"):  # transformers >= 4.56
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=False))  # older transformers
+
+
+def _make_cache(layers: _KV) -> Any:
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(layers):
+        cache.update(k, v, i)
+    return cache
+
+
+__all__ = ["MIN_LOGPROB", "BatchingEngine"]
