@@ -1,0 +1,1 @@
+"""In-process fake OpenAI-compatible endpoints for the suite's own tests (see fakes.server)."""
