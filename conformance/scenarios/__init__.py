@@ -11,6 +11,7 @@ from conformance.scenarios import (  # noqa: F401
     n,
     params,
     schema,
+    sdk,
     stop,
     stream,
     usage,
