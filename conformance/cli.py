@@ -6,6 +6,8 @@
                     [--expectations FILE]
     conformance manifest [--write | --check]
     conformance profile show NAME
+    conformance probe [--base-url URL] [--api-key KEY] [--model NAME] [--chat-model NAME]
+                      [--context-length N] [--timeout S] [--out FILE] [--server-profile NAME]
     conformance docs|diff|matrix ...      (see reports/)
 
 Exit status of `run`: 0 when every applicable MUST requirement passes (with --expectations:
@@ -146,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=cmd_profile_show)
     profile_sub.add_parser("list", help="list built-in profiles").set_defaults(handler=cmd_profile_list)
     profile.set_defaults(handler=lambda args: _missing_action("profile", "show NAME | list"))
+
+    from conformance.probe import cli as probe_cli
+
+    probe = sub.add_parser("probe", help="infer an endpoint's behaviour profile and write it as a profile YAML")
+    probe_cli.add_arguments(probe)
+    probe.set_defaults(handler=probe_cli.cmd_probe)
 
     _delegate(sub, "docs", "render the requirement catalogue and JSON Schemas as documents")
     _delegate(sub, "diff", "compare two results.json files (regressions exit 1)")

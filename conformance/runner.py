@@ -79,6 +79,7 @@ class RunConfig:
     expectations: str | Path | None = None
     embedded: bool = False  # the caller started the reference server for this run
     cache: bool = True  # greedy-response cache
+    probe: bool = True  # infer the observed behaviour (conformance.probe) alongside; never with --only
 
 
 # progress(scenario_name, completed, total): called once with ("", 0, total) before the first
@@ -256,6 +257,27 @@ def summarise(results: list[RequirementResult]) -> dict[str, int]:
 # -- the run -------------------------------------------------------------------------------
 
 
+def _start_probe(root: Client, context_length: int | None, config: RunConfig, profile: Profile,
+                 into: dict[str, Any]) -> threading.Thread | None:
+    """Run conformance.probe in a thread alongside the scenarios, with a fork of the run's client (its
+    requests count in the run's cost); its inference, or its error, lands in `into` (RunReport.observed)."""
+    if not config.probe or config.only:
+        return None
+
+    def work() -> None:
+        try:
+            from conformance.probe import run_probe, to_observed
+
+            into.update(to_observed(run_probe(root.fork(), context_length, base_url=config.base_url), profile))
+        except Exception as exc:  # the run goes on without it
+            into.clear()
+            into["probe"] = {"error": f"probe failed: {type(exc).__name__}: {exc}"}
+
+    thread = threading.Thread(target=work, name="probe", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_suite(
     config: RunConfig,
     progress: Progress | None = None,
@@ -273,6 +295,9 @@ def run_suite(
     started = time.monotonic()
     profile = profile or load_profile(config.profile)
     catalogue = catalogue if catalogue is not None else load_catalogue()
+    scenarios_given = scenarios
+    observed: dict[str, Any] = {}
+    probe_thread: threading.Thread | None = None
     scenarios = scenarios if scenarios is not None else load_scenarios()
     redactor = Redactor(config.api_key)
     cost = Cost()
@@ -283,6 +308,8 @@ def run_suite(
     try:
         found = discover(root, config)
         root.model, root.chat_model = found.model, found.chat_model
+        probe_thread = _start_probe(root, found.context_length, config, profile, observed) \
+            if scenarios_given is None else None
         target = TargetInfo(config.base_url, found.model or "", found.chat_model or "",
                             found.context_length, config.api_key)
 
@@ -331,6 +358,8 @@ def run_suite(
                 if progress:
                     progress(spec.name, completed, total)
     finally:
+        if probe_thread is not None:
+            probe_thread.join()
         root.close()
 
     covering: dict[str, list[str]] = {rid: [] for rid in catalogue}
@@ -361,6 +390,7 @@ def run_suite(
         summary=summarise(results),
         verdict=verdict_of(results),
         requirements=results,
+        observed=redactor.value(observed),
     )
     if config.expectations:
         from reports.expectations import apply_expectations, load_expectations

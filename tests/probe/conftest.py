@@ -1,0 +1,9 @@
+"""Probe tests: against the in-process fakes (tests/fakes/server.py) and, when slow, the reference server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `fakes` lives in tests/; appended so that the project's own packages always win.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
