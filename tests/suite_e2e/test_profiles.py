@@ -13,6 +13,8 @@ from conformance.results import Level, RunReport, Status
 AXIS_DEPENDENT = {
     "stop.truncation_point", "stop.mid_token", "stop.repeated", "stop.first_of_many",
     "schema.completion.chunk", "schema.chat.chunk", "usage.stream_matches_non_stream",
+    # client checks read the profile's stop and stream-usage axes
+    "sdk.python.stop", "sdk.python.stream_usage", "sdk.node.stream_usage", "sdk.legacy.stream_usage",
 }
 # Areas whose requirements may be skipped for reasons outside the endpoint (e.g. no node for the SDK).
 MAY_SKIP_AREAS = {"sdk"}
