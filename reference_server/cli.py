@@ -1,0 +1,98 @@
+"""`reference-server`: serve a model over the OpenAI-compatible API under one behaviour profile."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+API_KEY_ENV = "REFERENCE_SERVER_API_KEY"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reference-server",
+        description="Reference OpenAI-compatible server (one model, one behaviour profile).",
+    )
+    p.add_argument("--model", default="tiny", help="'tiny' (built-in) or a path to a Hugging Face model folder")
+    p.add_argument("--profile", default="fireworks", help="built-in profile (fireworks, openai) or a YAML file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed when ready)")
+    p.add_argument("--api-key", default=None, help=f"require this Bearer key (default: ${API_KEY_ENV})")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"])
+    return p
+
+
+async def _serve(server: object, host: str, banner: str) -> None:
+    import uvicorn
+
+    assert isinstance(server, uvicorn.Server)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            return
+        await asyncio.sleep(0.05)
+    port = None
+    for s in getattr(server, "servers", []):
+        for sock in s.sockets:
+            port = sock.getsockname()[1]
+            break
+    print(banner.format(port=port), flush=True)
+    await task
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    logging.basicConfig(level=args.log_level.upper() if args.log_level != "trace" else "DEBUG")
+
+    from conformance.profiles import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        print(f"reference-server: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from reference_server.app import create_app
+    from reference_server.config import ServerConfig
+    from reference_server.engine.batching import BatchingEngine
+    from reference_server.model.loader import load_model
+
+    with contextlib.suppress(Exception):  # keep stdout/stderr to the log lines and the banner
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch)
+    config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key)
+    app = create_app(config)
+    uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+    server = uvicorn.Server(uv_config)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    banner = (
+        f"serving {config.model_id} (profile {profile.id}) on http://{host}:{{port}}/v1 "
+        f"[{engine.device}, {engine.dtype}]"
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal: let that be a no-op
+    # so a requested shutdown exits with status 0.
+    with contextlib.suppress(ValueError):  # not in the main thread
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(server, host, banner))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
