@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,8 +222,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             from conformance.embedded import EmbeddedServer, EmbeddedServerError
 
             err.print(f"starting the embedded reference server (profile {profile.id}, model tiny)...")
+            # Without a key of the user's, the embedded server gets a throwaway one so the auth.*
+            # requirements are exercised too; reports redact it like any other key.
+            config.api_key = api_key or f"sk-embedded-{secrets.token_hex(16)}"
             try:
-                server = EmbeddedServer(profile=args.profile, model="tiny", api_key=api_key)
+                server = EmbeddedServer(profile=args.profile, model="tiny", api_key=config.api_key)
                 with server as base_url:
                     config.base_url = base_url
                     config.embedded = True

@@ -64,9 +64,7 @@ class EmbeddedServer:
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "reference_server", "--host", "127.0.0.1", "--port", str(self.port),
                "--profile", self.profile, "--model", self.model, *self.extra_args]
-        if self.api_key:
-            cmd += ["--api-key", self.api_key]
-        return cmd
+        return cmd  # the key travels in the environment, never on a command line others can read
 
     def log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -85,6 +83,9 @@ class EmbeddedServer:
         self._log_file = log
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.pop("REFERENCE_SERVER_API_KEY", None)
+        if self.api_key:
+            env["REFERENCE_SERVER_API_KEY"] = self.api_key
         # The repository root on the path, so `-m reference_server` works from a checkout.
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
