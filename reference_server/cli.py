@@ -11,7 +11,53 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from reference_server.config import Limits
+
 API_KEY_ENV = "REFERENCE_SERVER_API_KEY"
+
+
+class RedactKey(logging.Filter):
+    """Replaces the API key wherever it appears in a log record (e.g. a client that put it in a URL)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def _clean(self, value: object) -> object:
+        return value.replace(self.key, "[redacted]") if isinstance(value, str) else value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
+        with contextlib.suppress(Exception):
+            if self.key in record.getMessage():
+                record.msg, record.args = self._clean(record.getMessage()), ()
+        return True
+
+
+def install_key_redaction(key: str | None) -> None:
+    if not key:
+        return
+    redact = RedactKey(key)
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "reference_server"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(redact)
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_body_bytes=args.max_body_bytes,
+        max_messages=args.max_messages,
+        max_n=args.max_n,
+        max_stop_count=args.max_stop_count,
+        max_stop_length=args.max_stop_length,
+        max_prompts=args.max_prompts,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_request_tokens=args.max_request_tokens or None,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
+    p.add_argument("--max-queue", type=int, default=256, help="sequences waiting for a slot before 429")
+    limits = p.add_argument_group("request limits (each answered with an OpenAI-shaped 4xx)")
+    d = Limits()
+    limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size (413)")
+    limits.add_argument("--max-messages", type=int, default=d.max_messages, help="chat messages per request")
+    limits.add_argument("--max-n", type=int, default=d.max_n, help="choices per prompt (n)")
+    limits.add_argument("--max-stop-count", type=int, default=d.max_stop_count, help="stop sequences")
+    limits.add_argument("--max-stop-length", type=int, default=d.max_stop_length, help="characters per stop")
+    limits.add_argument("--max-prompts", type=int, default=d.max_prompts, help="prompts per completions request")
+    limits.add_argument(
+        "--max-prompt-tokens", type=int, default=d.max_prompt_tokens, help="prompt tokens (default: the context)"
+    )
+    limits.add_argument(
+        "--max-request-tokens",
+        type=int,
+        default=d.max_request_tokens,
+        help="completion tokens per request: choices x max_tokens (0: no limit)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"])
     return p
 
@@ -75,11 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
-    engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch)
-    config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key)
+    engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch, max_queue=args.max_queue)
+    config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key, limits=limits_from_args(args))
     app = create_app(config)
     uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
     server = uvicorn.Server(uv_config)
+    install_key_redaction(api_key)  # after uvicorn configured its log handlers
     host = f"[{args.host}]" if ":" in args.host else args.host
     banner = (
         f"serving {config.model_id} (profile {profile.id}) on http://{host}:{{port}}/v1 "

@@ -25,6 +25,9 @@ class Limits:
     max_stop_length: int = 256  # characters per stop sequence
     max_prompts: int = 128  # prompts in one completions request
     max_prompt_tokens: int | None = None  # None: the model's context length
+    # Completion tokens one request may ask for: choices (prompts x n, or best_of) x max_tokens,
+    # after the context-window rules (a request without max_tokens counts the room it may fill).
+    max_request_tokens: int | None = 1 << 16  # None: no limit
 
 
 @dataclass

@@ -6,6 +6,8 @@ differs in the last bits. That is enough to flip a near-tie argmax, so greedy ou
 on batch composition. During decode steps the engine publishes, for each row of the batch, the
 index of its first real key (`starts`); this attention function then attends each group of rows
 that share a start over exactly their real keys, which is what the same sequence computes alone.
+A row whose start is None is an inert filler (its output is never read): it is not attended at all
+and its output is zeros, which changes nothing for the other rows since attention is per row.
 
 Outside decode steps (prefill, prompt logprobs, anybody else using the model) it defers to the
 stock SDPA implementation, so registering it changes nothing for other callers.
@@ -26,8 +28,8 @@ _ctx = threading.local()
 
 
 @contextmanager
-def decode_rows(starts: list[int]) -> Iterator[None]:
-    """Within this block, attention on this thread uses per-row key ranges `[starts[b]:]`."""
+def decode_rows(starts: list[int | None]) -> Iterator[None]:
+    """Within this block, attention on this thread uses per-row key ranges `[starts[b]:]` (None: skip the row)."""
     _ctx.starts = starts
     try:
         yield
@@ -47,7 +49,7 @@ def _padding_invariant_attention(
 ) -> tuple[torch.Tensor, None]:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    starts: list[int] | None = getattr(_ctx, "starts", None)
+    starts: list[int | None] | None = getattr(_ctx, "starts", None)
     if starts is None or query.shape[2] != 1 or query.shape[0] != len(starts):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
@@ -55,9 +57,14 @@ def _padding_invariant_attention(
     groups = getattr(module, "num_key_value_groups", 1)
     # Rows sharing a start form one SDPA call; single rows and contiguous runs are sliced as views.
     by_start: dict[int, list[int]] = {}
+    skipped = False
     for row, start in enumerate(starts):
-        by_start.setdefault(start, []).append(row)
-    out = query.new_empty(query.shape[0], query.shape[1], 1, value.shape[-1])
+        if start is None:
+            skipped = True
+        else:
+            by_start.setdefault(start, []).append(row)
+    shape = (query.shape[0], query.shape[1], 1, value.shape[-1])
+    out = query.new_zeros(shape) if skipped else query.new_empty(shape)
     for start, rows in by_start.items():
         first, last = rows[0], rows[-1]
         idx: torch.Tensor | slice

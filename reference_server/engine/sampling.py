@@ -23,7 +23,8 @@ class SequenceSampler:
 
     def __init__(self, params: SamplingParams, vocab_size: int, device: torch.device) -> None:
         self.params = params
-        self.greedy = params.temperature <= 0.0
+        # A temperature that is 0 as a float32 (e.g. 1e-320) would divide the logits by zero: greedy.
+        self.greedy = params.temperature <= 0.0 or float(torch.tensor(params.temperature, dtype=torch.float32)) == 0.0
         self.seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.generator: torch.Generator | None = None
         if not self.greedy:
@@ -65,6 +66,10 @@ class SequenceSampler:
         """Draw one token (0-d long tensor, on the logits' device) from one row of processed logits."""
         p = self.params
         x = processed / p.temperature
+        if not bool(torch.isfinite(x).all()):
+            # A tiny temperature (e.g. 1e-320) overflows the division: the same distribution,
+            # shifted so that its best logit is 0, keeps every value finite or -inf.
+            x = (processed - processed.max()) / p.temperature
         vocab = x.shape[-1]
         if 0 < p.top_k < vocab:
             kth = torch.topk(x, p.top_k).values[-1]

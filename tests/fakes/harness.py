@@ -15,6 +15,18 @@ from .server import PLANTED_KEY
 
 BAD = frozenset({Status.FAIL, Status.ERROR, Status.TIMEOUT})
 
+# Requirements with no applies_when whose check still reads a profile axis (e.g. "keeping or
+# dropping the stop per the profile", chunk schemas narrowed by the profile's usage placement):
+# an endpoint of the other profile may fail them too.
+AXIS_DEPENDENT = frozenset({
+    "stop.truncation_point", "stop.mid_token", "stop.repeated", "stop.first_of_many",
+    "schema.completion.chunk", "schema.chat.chunk", "usage.stream_matches_non_stream",
+    # client checks read the profile's stop and stream-usage axes
+    "sdk.python.stop", "sdk.python.stream_usage", "sdk.node.stream_usage", "sdk.legacy.stream_usage",
+})
+# Areas whose requirements may be skipped for reasons outside the endpoint (e.g. no node for the SDK).
+MAY_SKIP_AREAS = frozenset({"sdk"})
+
 
 def applicable_ids(profile: str) -> set[str]:
     """Requirement ids whose applies_when matches the profile's behaviour axes."""
@@ -34,6 +46,18 @@ def explain(report: RunReport, ids: Iterable[str] | None = None) -> str:
         if (wanted is None and r.status in BAD) or (wanted is not None and r.id in wanted):
             lines.append(f"{r.id}: {r.status.value} {r.message[:300]}")
     return "\n".join(lines)
+
+
+def assert_every_applicable_passes(report: RunReport, profile: str) -> None:
+    """Verdict pass: every requirement that applies under `profile` passes (MAY_SKIP_AREAS may skip),
+    every other one is not applicable."""
+    got = statuses(report)
+    wrong = {rid: got[rid].value for rid in applicable_ids(profile)
+             if got[rid] != Status.PASS and not (rid.split(".")[0] in MAY_SKIP_AREAS and got[rid] == Status.SKIP)}
+    assert not wrong, f"{profile}: applicable requirements not passing:\n{explain(report, wrong)}"
+    assert report.verdict == Status.PASS
+    inapplicable = set(load_catalogue()) - applicable_ids(profile)
+    assert all(got[rid] == Status.NOT_APPLICABLE for rid in inapplicable)
 
 
 def run(base_url: str, profile: str, *, only: Iterable[str] = (), timeout: float = 5.0,

@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-from fakes.harness import BAD, applicable_ids, explain, run, statuses
+from fakes.harness import (
+    AXIS_DEPENDENT,
+    BAD,
+    applicable_ids,
+    assert_every_applicable_passes,
+    explain,
+    run,
+    statuses,
+)
 
 from conformance.catalogue import load_catalogue
 from conformance.results import Level, RunReport, Status
 
-# Requirements with no applies_when whose check still reads a profile axis (e.g. "keeping or
-# dropping the stop per the profile", chunk schemas narrowed by the profile's usage placement):
-# an endpoint of the other profile may fail them too.
-AXIS_DEPENDENT = {
-    "stop.truncation_point", "stop.mid_token", "stop.repeated", "stop.first_of_many",
-    "schema.completion.chunk", "schema.chat.chunk", "usage.stream_matches_non_stream",
-    # client checks read the profile's stop and stream-usage axes
-    "sdk.python.stop", "sdk.python.stream_usage", "sdk.node.stream_usage", "sdk.legacy.stream_usage",
-}
-# Areas whose requirements may be skipped for reasons outside the endpoint (e.g. no node for the SDK).
-MAY_SKIP_AREAS = {"sdk"}
-
-
-def _assert_every_applicable_passes(report: RunReport, profile: str) -> None:
-    got = statuses(report)
-    wrong = {rid: got[rid].value for rid in applicable_ids(profile)
-             if got[rid] != Status.PASS and not (rid.split(".")[0] in MAY_SKIP_AREAS and got[rid] == Status.SKIP)}
-    assert not wrong, f"{profile}: applicable requirements not passing:\n{explain(report, wrong)}"
-    assert report.verdict == Status.PASS
-    inapplicable = set(load_catalogue()) - applicable_ids(profile)
-    assert all(got[rid] == Status.NOT_APPLICABLE for rid in inapplicable)
-
 
 def test_good_fireworks_fake_passes_the_fireworks_profile(fireworks_report: RunReport) -> None:
-    _assert_every_applicable_passes(fireworks_report, "fireworks")
+    assert_every_applicable_passes(fireworks_report, "fireworks")
     assert fireworks_report.cost.requests > 0
     assert fireworks_report.target.context_length == 512
 
 
 def test_good_openai_fake_passes_the_openai_profile(openai_fake: str) -> None:
-    _assert_every_applicable_passes(run(openai_fake, "openai"), "openai")
+    assert_every_applicable_passes(run(openai_fake, "openai"), "openai")
 
 
 def test_fireworks_fake_fails_the_openai_profile_exactly_where_the_profiles_differ(fireworks_fake: str) -> None:

@@ -196,7 +196,15 @@ def resolve_max_tokens(
     context = config.context_length
     where, param = ("messages", "messages") if chat else ("prompt", "prompt")
     limit = config.max_prompt_tokens
-    if prompt_tokens >= limit:
+    if limit < context and prompt_tokens > limit:
+        raise APIError(
+            400,
+            f"This server accepts at most {limit} prompt tokens per request. "
+            f"However, your {where} resulted in {prompt_tokens} tokens. Please reduce the length of the {where}.",
+            param=param,
+            code="context_length_exceeded",
+        )
+    if prompt_tokens >= context:
         raise APIError(
             400,
             f"This model's maximum context length is {context} tokens. However, your {where} resulted in "
@@ -218,6 +226,32 @@ def resolve_max_tokens(
         f"Please reduce the length of the {where} or completion.",
         param=param,
         code="context_length_exceeded",
+    )
+
+
+def check_request_tokens(
+    config: ServerConfig, budgets: list[int], samples: int, n: int, max_tokens_param: str
+) -> None:
+    """The completion tokens one request may generate (every choice of every prompt) within the limit."""
+    limit = config.limits.max_request_tokens
+    total = sum(budgets) * samples
+    if limit is None or total <= limit:
+        return
+    choices = len(budgets) * samples
+    if samples > n:
+        param = "best_of"
+    elif samples > 1:
+        param = "n"
+    elif len(budgets) > 1:
+        param = "prompt"
+    else:
+        param = max_tokens_param
+    raise invalid_request(
+        f"This request could generate {total} completion tokens ({choices} choices of up to "
+        f"{max(budgets)} tokens); this server allows at most {limit} per request. "
+        f"Please reduce '{param}' or '{max_tokens_param}'.",
+        param,
+        "request_tokens_above_max",
     )
 
 

@@ -7,6 +7,30 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 
+def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON Schema with its `$defs` inlined, for an OpenAPI requestBody.
+
+    Pydantic's `#/$defs/X` references would resolve against the root of the OpenAPI document,
+    where there is no `$defs`: the description would be unusable by schema-driven clients.
+    """
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any, depth: int = 0) -> Any:
+        if isinstance(node, list):
+            return [inline(x, depth) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and depth < 8:
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return inline({**defs[ref.removeprefix("#/$defs/")], **rest}, depth + 1)
+        return {k: inline(v, depth) for k, v in node.items()}
+
+    out: dict[str, Any] = inline(schema)
+    return out
+
+
 class OpenAIBaseModel(BaseModel):
     # Clients send fields this server does not know (newer API fields, other providers' extras):
     # they are accepted and ignored.

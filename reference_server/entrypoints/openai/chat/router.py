@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..protocol import ErrorResponse
+from ..protocol import ErrorResponse, request_body_schema
 from ..validation import parse_body
 from .protocol import ChatCompletionRequest, ChatCompletionResponse
 from .serving import OpenAIServingChat
@@ -27,7 +27,7 @@ router = APIRouter(tags=["chat"])
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": request_body_schema(ChatCompletionRequest)}},
         }
     },
 )

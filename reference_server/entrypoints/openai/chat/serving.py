@@ -159,6 +159,8 @@ class OpenAIServingChat:
         mode = common.overflow_mode(cfg, req.context_length_exceeded_behavior)
         prompt_ids = self.render(self.conversation(req.messages), tools)
         budget = common.resolve_max_tokens(cfg, len(prompt_ids), requested, mode, chat=True)
+        max_param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        common.check_request_tokens(cfg, [budget], n, n, max_param)
 
         jobs: list[ChoiceJob] = []
         for i in range(n):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..protocol import ErrorResponse
+from ..protocol import ErrorResponse, request_body_schema
 from ..validation import parse_body
 from .protocol import CompletionRequest, CompletionResponse
 from .serving import OpenAIServingCompletion
@@ -27,7 +27,7 @@ router = APIRouter(tags=["completions"])
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": CompletionRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": request_body_schema(CompletionRequest)}},
         }
     },
 )

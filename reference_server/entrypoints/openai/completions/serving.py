@@ -120,6 +120,7 @@ class OpenAIServingCompletion:
         prompts = self.parse_prompts(req.prompt)
         requested = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
         budgets = [common.resolve_max_tokens(cfg, len(p.ids), requested, mode, chat=False) for p in prompts]
+        common.check_request_tokens(cfg, budgets, samples, n, "max_tokens")
         want_logprobs = req.logprobs is not None
         top = req.logprobs or 0
         echo = bool(req.echo)

@@ -1,0 +1,196 @@
+"""Render a bench report (the JSON dict) as rich tables, or as Markdown for the README."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.stats import fmt_bytes, fmt_ms, fmt_num, fmt_ratio
+
+
+def level_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per (system, concurrency): the columns of `COLUMNS`."""
+    rows: list[list[str]] = []
+    systems: list[tuple[str, dict[str, Any] | None]] = [("server", report.get("server"))]
+    systems += list((report.get("peer") or {}).items())
+    for name, section in systems:
+        if not section:
+            continue
+        if "error" in section:
+            rows.append([name, "-", "unavailable", "-", "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        for level, s in section.items():
+            ttft, itl = s.get("ttft_s") or {}, s.get("itl_s") or {}
+            peak = s.get("gpu_peak_bytes") or s.get("peak_rss_bytes")
+            rows.append([
+                name,
+                level.removeprefix("c"),
+                fmt_num(s.get("tokens_per_s")),
+                fmt_num(s.get("requests_per_s"), 2),
+                fmt_ms(ttft.get("p50")),
+                fmt_ms(ttft.get("p95")),
+                fmt_ms(itl.get("p50")),
+                fmt_ms(itl.get("p95")),
+                fmt_bytes(peak),
+                fmt_num(s.get("mean_tokens_per_request"), 1),
+                str(s.get("errors", 0)),
+            ])
+    for level, s in (report.get("engine") or {}).items():
+        if "error" in s:
+            rows.append(["engine (no HTTP)", level.removeprefix("c"), "error", "-", "-", "-", "-", "-", "-", "-", "1"])
+            continue
+        ttft, itl = s.get("ttft_s") or {}, s.get("itl_s") or {}
+        rows.append(["engine (no HTTP)", level.removeprefix("c"), fmt_num(s.get("tokens_per_s")),
+                     fmt_num(s.get("requests_per_s"), 2), fmt_ms(ttft.get("p50")), fmt_ms(ttft.get("p95")),
+                     fmt_ms(itl.get("p50")), fmt_ms(itl.get("p95")), "-",
+                     fmt_num((s.get("completion_tokens") or 0) / max(1, s.get("requests") or 1), 1), "0"])
+    raw = report.get("raw") or {}
+    if "error" not in raw:
+        for level, s in raw.items():
+            rows.append(["raw generate", level.removeprefix("b"), fmt_num(s.get("tokens_per_s")), "-", "-", "-",
+                         "-", "-", fmt_bytes(s.get("peak_gpu_bytes")),
+                         fmt_num((s.get("new_tokens") or 0) / max(1, s.get("sequences") or 1), 1),
+                         "1" if "error" in s else "0"])
+    return rows
+
+
+COLUMNS = ["system", "conc.", "tok/s", "req/s", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms",
+           "peak mem", "tok/req", "errors"]
+
+
+def ratio_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in report.get("ratios") or []:
+        target = r["target"] or None
+        rows.append([r["name"], fmt_ratio(r["value"]), f">= {target:g}" if target else "(info)",
+                     r["verdict"] if target else "-"])
+    return rows
+
+
+def suite_rows(report: dict[str, Any]) -> list[list[str]]:
+    s = report.get("suite")
+    if not s:
+        return []
+    if "error" in s:
+        return [["conformance run", "error", s["error"][:200], "-"]]
+    t = s["targets"]
+    return [
+        ["wall time (process)", f"{s['process_wall_s']:.1f} s", f"<= {t['wall_s']['target']:g} s",
+         t["wall_s"]["verdict"]],
+        ["duration_s (results.json)", f"{s['duration_s']:.1f} s", "-", "-"],
+        ["requests", str(s["requests"]), f"<= {t['requests']['target']}", t["requests"]["verdict"]],
+        ["tokens (prompt + completion)", f"{s['total_tokens']} ({s['prompt_tokens']} + {s['completion_tokens']})",
+         f"<= {t['tokens']['target']}", t["tokens"]["verdict"]],
+        ["verdict / exit status", f"{s.get('verdict')} / {s.get('exit_status')}", "-", "-"],
+    ]
+
+
+def gpu_rows(report: dict[str, Any]) -> list[list[str]]:
+    g = report.get("gpu")
+    if not g:
+        return []
+    rows = [
+        ["parameters", f"{g.get('parameters', 0) / 1e9:.2f} B"],
+        ["weight bytes / token", fmt_bytes(g.get("weight_bytes_per_token"))],
+        ["copy bandwidth", f"{(g.get('copy_bandwidth_bytes_per_s') or 0) / 1e9:.0f} GB/s"],
+        ["bandwidth limit", f"{fmt_num(g.get('bandwidth_limit_tokens_per_s'))} tok/s"],
+        ["server decode b=1 (1/ITL p50)", f"{fmt_num(g.get('server_decode_b1_tokens_per_s'))} tok/s"],
+    ]
+    for name in ("raw_decode_eager", "raw_decode_static_compiled"):
+        e = g.get(name) or {}
+        rows.append([name, e["error"][:120] if "error" in e else f"{fmt_num(e.get('tokens_per_s'))} tok/s "
+                     f"({(e.get('fraction_of_limit') or 0) * 100:.0f}% of limit)"])
+    return rows
+
+
+def header_lines(report: dict[str, Any]) -> list[str]:
+    m = report.get("machine") or {}
+    a = report.get("args") or {}
+    lines = [
+        f"machine: {m.get('cpu')} x{m.get('cpu_count')}"
+        + (f", {m['gpu']}" if m.get("gpu") else "")
+        + f"; torch {m.get('torch')} ({m.get('torch_threads')} threads), transformers {m.get('transformers')}",
+        f"model: {a.get('model') or a.get('model_size')} on {a.get('device')}; max_tokens {a.get('max_tokens')}, "
+        f"greedy, EOS ignored; threads {a.get('threads') or 'default'}; load average start {report.get('loadavg_start')} end {report.get('loadavg_end')}",
+    ]
+    for mode, sec in (report.get("peer") or {}).items():
+        if "error" in sec:
+            lines.append(f"{mode}: unavailable: {sec['error'].strip().splitlines()[-1][:300]}")
+    for name in ("raw", "server"):
+        sec = report.get(name) or {}
+        if "error" in sec:
+            lines.append(f"{name}: error: {sec['error'][:300]}")
+    return lines
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    for line in header_lines(report):
+        console.print(line, markup=False, highlight=False)
+    table = Table(title="Streaming /v1/completions (closed loop, same run)")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for row in level_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    rt = Table(title="Ratios measured in this run")
+    for col in ("ratio", "value", "target", "verdict"):
+        rt.add_column(col)
+    for row in ratio_rows(report):
+        rt.add_row(*row)
+    console.print(rt)
+    if gpu_rows(report):
+        gt = Table(title="GPU: batch-1 decode against the memory-bandwidth limit")
+        gt.add_column("figure")
+        gt.add_column("value", justify="right")
+        for row in gpu_rows(report):
+            gt.add_row(*row)
+        console.print(gt)
+    if suite_rows(report):
+        st = Table(title="Suite cost: default `conformance run` against the embedded server")
+        for col in ("figure", "value", "target", "verdict"):
+            st.add_column(col)
+        for row in suite_rows(report):
+            st.add_row(*row)
+        console.print(st)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The tables as Markdown (for the README)."""
+
+    def table(cols: list[str], rows: list[list[str]]) -> str:
+        out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out)
+
+    parts = ["\n".join(f"- {line}" for line in header_lines(report)), table(COLUMNS, level_rows(report)),
+             table(["ratio", "value", "target", "verdict"], ratio_rows(report))]
+    if gpu_rows(report):
+        parts.append(table(["figure", "value"], gpu_rows(report)))
+    if suite_rows(report):
+        parts.append(table(["figure", "value", "target", "verdict"], suite_rows(report)))
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.report RESULT.json [--markdown]`: re-render a saved run."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    p.add_argument("result", type=Path)
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    args = p.parse_args(argv)
+    data = json.loads(args.result.read_text(encoding="utf-8"))
+    if args.markdown:
+        print(markdown(data), end="")
+    else:
+        print_report(data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

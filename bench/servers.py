@@ -1,0 +1,188 @@
+"""Start the servers under test as real processes on free loopback ports, and watch their memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from conformance.embedded import EmbeddedServer, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def reference_server(
+    model: str, *, device: str, max_batch: int, profile: str = "fireworks", dtype: str = "auto",
+    start_timeout: float = 600.0,
+) -> Iterator[tuple[str, int]]:
+    """(base_url, pid) of `python -m reference_server` on a free port (access log off)."""
+    extra = ["--device", device, "--dtype", dtype, "--max-batch", str(max_batch), "--log-level", "warning"]
+    server = EmbeddedServer(profile, model, extra_args=extra, start_timeout=start_timeout)
+    base_url = server.start()
+    try:
+        assert server.process is not None
+        yield base_url, server.process.pid
+    finally:
+        server.stop()
+
+
+def peer_command(model_dir: str, port: int, *, device: str, continuous_batching: bool) -> list[str]:
+    exe = shutil.which("transformers") or str(Path(sys.executable).with_name("transformers"))
+    cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", device,
+           "--log-level", "warning"]
+    cmd.append("--continuous-batching" if continuous_batching else "--no-continuous-batching")
+    cmd.append(model_dir)
+    return cmd
+
+
+@contextlib.contextmanager
+def peer_server(
+    model_dir: str, *, device: str, continuous_batching: bool, start_timeout: float = 300.0
+) -> Iterator[tuple[str, int]]:
+    """(base_url, pid) of `transformers serve MODEL_DIR` (offline) on a free port.
+
+    Raises ServerStartError with the tail of its log when it exits or does not become healthy.
+    """
+    port = free_port()
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    log = tempfile.NamedTemporaryFile(prefix="transformers-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    cmd = peer_command(model_dir, port, device=device, continuous_batching=continuous_batching)
+    try:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    except OSError as exc:
+        log.close()
+        raise ServerStartError(f"cannot start {' '.join(cmd)}: {exc}") from None
+
+    def tail() -> str:
+        log.flush()
+        return Path(log.name).read_text(encoding="utf-8", errors="replace")[-3000:]
+
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        with httpx.Client(timeout=2.0, trust_env=False) as http:
+            while True:
+                if proc.poll() is not None:
+                    raise ServerStartError(f"`{' '.join(cmd)}` exited with status {proc.returncode}:\n{tail()}")
+                try:
+                    if http.get(f"{root}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"`{' '.join(cmd)}` not healthy within {start_timeout:g}s:\n{tail()}")
+                time.sleep(0.5)
+        yield f"{root}/v1", proc.pid
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(log.name)
+
+
+def _rss_tree(pid: int) -> int | None:
+    """RSS of a process and its children (psutil if installed, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            proc = psutil.Process(pid)
+            total = proc.memory_info().rss
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+            return int(total)
+        except psutil.Error:
+            return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _gpu_used_by(pid: int) -> int | None:
+    """GPU memory nvidia-smi attributes to `pid` (bytes), or None."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
+            return int(parts[1]) * 1024 * 1024
+    return None
+
+
+class MemoryWatcher:
+    """Samples a process tree's RSS (and, with gpu=True, its nvidia-smi memory) in a thread; keeps peaks."""
+
+    def __init__(self, pid: int, *, interval: float = 0.05, gpu: bool = False) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.gpu = gpu
+        self.peak_rss: int | None = None
+        self.peak_gpu: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        rss = _rss_tree(self.pid)
+        if rss is not None:
+            self.peak_rss = max(self.peak_rss or 0, rss)
+
+    def _run(self) -> None:
+        last_gpu = 0.0
+        while not self._stop.is_set():
+            self._sample()
+            if self.gpu and time.monotonic() - last_gpu > 0.5:
+                last_gpu = time.monotonic()
+                used = _gpu_used_by(self.pid)
+                if used is not None:
+                    self.peak_gpu = max(self.peak_gpu or 0, used)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemoryWatcher:
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._sample()

@@ -1,0 +1,138 @@
+"""The benchmark's helpers and argument handling. No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `bench` is a repository folder, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench import cli, report, stats  # noqa: E402
+from bench.loadgen import LoadResult, RequestResult, _text_of, completion_body  # noqa: E402
+
+
+def test_percentile_matches_linear_interpolation() -> None:
+    data = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert stats.percentile(data, 0) == 1.0
+    assert stats.percentile(data, 50) == 3.0
+    assert stats.percentile(data, 100) == 5.0
+    assert stats.percentile(data, 95) == pytest.approx(4.8)
+    assert stats.percentile([7.0], 95) == 7.0
+    assert stats.percentile([], 50) is None
+    with pytest.raises(ValueError):
+        stats.percentile(data, 101)
+
+
+def test_summarize_and_ratios() -> None:
+    s = stats.summarize([0.01, 0.02, 0.03, 0.04])
+    assert s["p50"] == pytest.approx(0.025)
+    assert s["n"] == 4
+    assert stats.summarize([])["p95"] is None
+    assert stats.safe_ratio(10.0, 4.0) == 2.5
+    assert stats.safe_ratio(None, 4.0) is None
+    assert stats.safe_ratio(1.0, 0.0) is None
+    assert stats.fmt_ratio(None) == "n/a"
+    assert stats.fmt_ratio(1.234) == "1.23x"
+    assert stats.fmt_ratio(0.5, 0.8) == "0.50x (>= 0.8 MISS)"
+    assert stats.fmt_ratio(2.0, 2) == "2.00x (>= 2 PASS)"
+    assert stats.fmt_ms(0.0123) == "12.3"
+    assert stats.fmt_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    check = stats.RatioCheck("a / b", "a", "b", 0.79, 0.8)
+    assert check.verdict == "MISS"
+    assert stats.RatioCheck("a / b", "a", "b", None, 0.8).verdict == "N/A"
+    assert stats.RatioCheck("a / b", "a", "b", 4.0, 4.0).as_dict()["verdict"] == "PASS"
+
+
+def _load(label: str, c: int, tokens_per_req: int, wall: float) -> LoadResult:
+    results = [
+        RequestResult(ok=True, started=0.0, ended=wall, ttft=0.01 * (i + 1), itls=[0.002, 0.003],
+                      completion_tokens=tokens_per_req)
+        for i in range(c)
+    ]
+    return LoadResult(label, c, c, tokens_per_req, wall, results)
+
+
+def test_load_result_summary_and_ratios_on_synthetic_data() -> None:
+    one = _load("server", 1, 16, 0.1)
+    many = _load("server", 8, 16, 0.2)
+    assert one.tokens_per_s == pytest.approx(160.0)
+    assert many.summary()["tokens_per_s"] == pytest.approx(640.0)
+    assert many.summary()["ttft_s"]["p50"] == pytest.approx(0.045)
+    failed = LoadResult("x", 1, 1, 16, 1.0, [RequestResult(ok=False, started=0, ended=1, error="HTTP 500")])
+    assert failed.tokens_per_s is None and failed.summary()["first_error"] == "HTTP 500"
+
+    args = cli.resolve_args(cli.build_parser().parse_args(["--short"]))
+    rep = {
+        "server": {"c1": one.summary(), "c8": many.summary()},
+        "peer": {"peer-cb": {"c1": _load("peer-cb", 1, 16, 0.2).summary(),
+                             "c8": _load("peer-cb", 8, 16, 0.4).summary()},
+                 "peer": {"error": "no accelerate"}},
+        "raw": {"b1": {"tokens_per_s": 200.0, "new_tokens": 32, "sequences": 2},
+                "b8": {"tokens_per_s": 1000.0, "new_tokens": 128, "sequences": 8}},
+    }
+    checks = {c.name: c for c in cli.compute_ratios(rep, args)}
+    assert checks["server_single / raw_generate_single"].value == pytest.approx(0.8)
+    assert checks["server_c8 / peer_best_c8"].value == pytest.approx(2.0)
+    assert checks["server_c8 / server_c1"].value == pytest.approx(4.0)
+    assert checks["server_c8 / server_c1"].verdict == "PASS"
+    rep["ratios"] = [c.as_dict() for c in checks.values()]
+    md = report.markdown(rep)
+    assert "server_c8 / server_c1" in md and "peer: unavailable" in md
+    report.print_report(rep)  # renders without error
+    json.dumps(rep)
+
+
+def test_short_mode_arguments(tmp_path: Path) -> None:
+    args = cli.resolve_args(cli.build_parser().parse_args(["--short"]))
+    assert args.concurrency == [1, 8]
+    assert args.max_tokens == 16
+    assert args.no_suite is True
+    assert args.peer_modes == ["peer-cb"]
+    assert cli.requests_for(args, 1) == 2 and cli.requests_for(args, 8) == 8
+    full = cli.resolve_args(cli.build_parser().parse_args([]))
+    assert full.concurrency == [1, 8, 32] and full.max_tokens == 64 and full.max_batch == 32
+    assert cli.requests_for(full, 32) == 64
+    gpu = cli.resolve_args(cli.build_parser().parse_args(["--device", "cuda"]))
+    assert gpu.model_size == "1b" and 64 in gpu.concurrency and gpu.max_batch == 64
+    custom = cli.resolve_args(cli.build_parser().parse_args(
+        ["--short", "--no-peer", "--concurrency", "1", "--requests", "2", "--out", "ci"]))
+    assert custom.concurrency == [1] and cli.requests_for(custom, 1) == 2 and custom.no_peer
+    assert cli.out_path("ci", custom) == cli.RESULTS_DIR / "ci.json"
+    assert cli.out_path(str(tmp_path / "x.json"), custom) == tmp_path / "x.json"
+
+
+def test_sse_text_extraction_and_request_body() -> None:
+    assert _text_of({"choices": [{"text": "hi"}]}) == "hi"
+    assert _text_of({"choices": [{"delta": {"content": "yo"}}]}) == "yo"
+    assert _text_of({"choices": []}) == ""
+    body = completion_body("tiny", "p", 16, extra={"ignore_eos": True})
+    assert body["stream"] is True and body["temperature"] == 0 and body["ignore_eos"] is True
+    peer = json.loads(cli.peer_extra_body(16)["generation_config"])
+    assert peer["min_new_tokens"] == peer["max_new_tokens"] == 16
+
+
+def test_gpu_module_imports_without_cuda() -> None:
+    from bench import gpu
+
+    assert gpu.LLAMA_1B["hidden_size"] == 2048
+    assert callable(gpu.build_llama_1b) and callable(gpu.copy_bandwidth)
+
+
+@pytest.mark.slow
+def test_short_run_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "short.json"
+    code = cli.main(["--short", "--no-peer", "--concurrency", "1", "--requests", "2", "--quiet",
+                     "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    level = data["server"]["c1"]
+    assert level["ok"] == 2 and level["errors"] == 0
+    assert level["completion_tokens"] == 2 * 16  # ignore_eos: every request runs to max_tokens
+    assert data["raw"]["b1"]["new_tokens"] == 2 * 16
+    assert data["engine"]["c1"]["completion_tokens"] == 2 * 16
+    assert {r["name"] for r in data["ratios"]} >= {"server_single / raw_generate_single"}

@@ -1,0 +1,137 @@
+"""Load: 200 concurrent streams are all correct; memory and engine counters return to baseline;
+a full queue answers 429 with Retry-After at once instead of making clients wait."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_server.app import create_app
+
+from .conftest import MODEL, LiveServer, assert_openai_error, rss_bytes
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+PROMPTS = [f"The {animal} and the {other}" for animal in ("fox", "crow", "lion", "ant", "wolf")
+           for other in ("grapes", "mouse")]
+BODY: dict[str, Any] = {"model": MODEL, "max_tokens": 8, "temperature": 0}
+
+
+def stream_text(raw: str) -> tuple[str, bool]:
+    import json
+
+    text, done = "", False
+    for block in raw.split("\n\n"):
+        if not block.strip():
+            continue
+        assert block.startswith("data: "), block
+        data = block[len("data: "):]
+        if data == "[DONE]":
+            done = True
+            continue
+        chunk = json.loads(data)
+        assert "error" not in chunk, chunk
+        text += "".join(c["text"] for c in chunk["choices"])
+    return text, done
+
+
+async def _engine_idle(c: httpx.AsyncClient, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        m = dict((await c.get("/health")).json()["engine"])
+        if m["running"] == 0 and m["waiting"] == 0:
+            return m
+        assert time.monotonic() < deadline, m
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(180)
+async def test_200_concurrent_streams_match_solo_and_memory_returns(live_fw: LiveServer) -> None:
+    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+    async with httpx.AsyncClient(base_url=live_fw.base_url, timeout=120, limits=limits) as c:
+        expected = {}
+        for p in PROMPTS:  # solo, one at a time
+            r = await c.post("/v1/completions", json={**BODY, "prompt": p})
+            expected[p] = r.json()["choices"][0]["text"]
+
+        async def one(p: str) -> str:
+            r = await c.post("/v1/completions", json={**BODY, "prompt": p, "stream": True})
+            assert r.status_code == 200, r.text
+            text, done = stream_text(r.text)
+            assert done
+            return text
+
+        async def wave(count: int) -> tuple[list[str], list[str]]:
+            prompts = [PROMPTS[i % len(PROMPTS)] for i in range(count)]
+            return prompts, list(await asyncio.gather(*(one(p) for p in prompts)))
+
+        prompts, got = await wave(40)  # warm-up: allocator, caches, connection pool
+        assert got == [expected[p] for p in prompts]
+        before = await _engine_idle(c)
+        gc.collect()
+        rss0 = rss_bytes(os.getpid())
+        started = time.monotonic()
+        prompts, got = await wave(200)
+        elapsed = time.monotonic() - started
+        assert got == [expected[p] for p in prompts]
+        after = await _engine_idle(c)
+        gc.collect()
+        rss1 = rss_bytes(os.getpid())
+    assert after["requests_completed"] - before["requests_completed"] == 200
+    assert after["requests_failed"] == before["requests_failed"]
+    # Memory returns to the warm baseline (tolerance for allocator noise: 64 MiB).
+    assert rss1 - rss0 < 64 << 20, f"RSS grew by {(rss1 - rss0) >> 20} MiB over 200 streams"
+    assert elapsed < 120
+
+
+@pytest.mark.timeout(120)
+async def test_full_queue_answers_429_with_retry_after(loaded: Any, make_config: Any) -> None:
+    from reference_server.engine.batching import BatchingEngine
+
+    engine = BatchingEngine.from_loaded(loaded, max_batch=1, max_queue=2)
+    await engine.start()
+    server = LiveServer(create_app(make_config("fireworks", engine=engine)))
+    long_body = {"model": MODEL, "prompt": "The ant", "max_tokens": 200, "ignore_eos": True, "stream": True}
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as c:
+
+            async def hold() -> None:
+                async with c.stream("POST", "/v1/completions", json=long_body) as r:
+                    async for _ in r.aiter_bytes():
+                        pass
+
+            holders = [asyncio.ensure_future(hold()) for _ in range(3)]  # 1 running + 2 waiting
+            deadline = time.monotonic() + 30
+            while True:
+                m = engine.metrics()
+                if m.running == 1 and m.waiting == 2:
+                    break
+                assert time.monotonic() < deadline, m
+                await asyncio.sleep(0.02)
+            for path, body in (("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 2}),
+                               ("/v1/chat/completions", {"model": MODEL, "max_tokens": 2, "stream": True,
+                                                         "messages": [{"role": "user", "content": "x"}]})):
+                started = time.monotonic()
+                r = await c.post(path, json=body)
+                assert time.monotonic() - started < 10  # answered, not queued behind the others
+                err = assert_openai_error(r, 429, 503)
+                assert int(r.headers["retry-after"]) >= 1
+                assert err["code"] in ("rate_limit_exceeded", "service_unavailable")
+            for h in holders:
+                h.cancel()
+            await asyncio.gather(*holders, return_exceptions=True)
+            deadline = time.monotonic() + 30
+            while engine.metrics().running or engine.metrics().waiting:  # the cancelled streams free it
+                assert time.monotonic() < deadline, engine.metrics()
+                await asyncio.sleep(0.05)
+            r = await c.post("/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 2})
+            assert r.status_code == 200, r.text
+    finally:
+        server.close()
+        await engine.stop()
