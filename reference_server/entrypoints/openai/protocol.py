@@ -69,3 +69,23 @@ def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         prompt_tokens=prompt_tokens,
         total_tokens=prompt_tokens + completion_tokens,
     ).model_dump()
+
+
+def generation_route_docs(request_model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI metadata shared by the generation routes: error responses and the inlined request body.
+
+    The routes parse their bodies themselves (to answer OpenAI-shaped 400s), so FastAPI cannot
+    infer the request body; this describes it for /openapi.json.
+    """
+    return {
+        "responses": {
+            200: {"content": {"text/event-stream": {}}},
+            **{status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429)},
+        },
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": request_body_schema(request_model)}},
+            }
+        },
+    }
