@@ -10,6 +10,7 @@ from reference_server.config import ServerConfig
 from reference_server.engine.types import SamplingParams
 
 from .errors import APIError, invalid_request, model_not_found, unsupported_parameter
+from .generation import ChoiceJob, ChoiceProcessor
 from .protocol import StreamOptions
 from .stops import StopMatcher
 
@@ -285,3 +286,40 @@ def sampling_params(
         top_logprobs=top_logprobs,
         ignore_eos=bool(ignore_eos),
     )
+
+
+def choice_job(
+    cfg: ServerConfig,
+    req: Any,
+    *,
+    index: int,
+    prompt_ids: list[int],
+    budget: int,
+    seed: int | None,
+    stops: Any,
+    presence_penalty: float,
+    frequency_penalty: float,
+    logit_bias: dict[int, float],
+    top_logprobs: int,
+    prompt_index: int = 0,
+) -> ChoiceJob:
+    """One choice of a completions or chat request: its sampling parameters and text processor.
+
+    `req` is either endpoint's request model; both carry temperature, top_p, top_k and ignore_eos.
+    """
+    params = sampling_params(
+        max_new_tokens=budget,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        seed=seed,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+        logit_bias=logit_bias,
+        top_logprobs=top_logprobs,
+        ignore_eos=req.ignore_eos,
+    )
+    processor = ChoiceProcessor(
+        index, cfg.tokenizer, prompt_ids, stops, cfg.axis("stop.output") == "include", cfg.eos_token_ids
+    )
+    return ChoiceJob(index, prompt_ids, params, processor, prompt_index=prompt_index)

@@ -12,7 +12,7 @@ from reference_server.config import ServerConfig
 from .. import common
 from ..detokenize import TokenText
 from ..errors import invalid_request
-from ..generation import ChoiceJob, ChoiceProcessor, Piece, TokenRecord, collect_all, start_jobs
+from ..generation import ChoiceJob, Piece, TokenRecord, collect_all, start_jobs
 from ..protocol import usage_dict
 from ..sse import EventStreamResponse
 from ..streaming import UsagePlacement, run_unless_disconnected, stream_events
@@ -164,22 +164,11 @@ class OpenAIServingChat:
 
         jobs: list[ChoiceJob] = []
         for i in range(n):
-            params = common.sampling_params(
-                max_new_tokens=budget,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                top_k=req.top_k,
-                seed=common.choice_seed(seed, i),
-                presence_penalty=presence,
-                frequency_penalty=frequency,
-                logit_bias=logit_bias,
+            jobs.append(common.choice_job(
+                cfg, req, index=i, prompt_ids=prompt_ids, budget=budget, seed=common.choice_seed(seed, i),
+                stops=stops, presence_penalty=presence, frequency_penalty=frequency, logit_bias=logit_bias,
                 top_logprobs=top if want_logprobs else 0,
-                ignore_eos=req.ignore_eos,
-            )
-            proc = ChoiceProcessor(
-                i, cfg.tokenizer, prompt_ids, stops, cfg.axis("stop.output") == "include", cfg.eos_token_ids
-            )
-            jobs.append(ChoiceJob(i, prompt_ids, params, proc))
+            ))
 
         response_id = common.new_id("chatcmpl")
         created = common.now()

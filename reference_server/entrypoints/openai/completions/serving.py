@@ -14,7 +14,7 @@ from reference_server.engine.types import PromptLogprob
 from .. import common
 from ..detokenize import TokenText, decode
 from ..errors import invalid_request, unsupported_parameter
-from ..generation import ChoiceJob, ChoiceProcessor, Piece, TokenRecord, collect_all, start_jobs
+from ..generation import ChoiceJob, Piece, TokenRecord, collect_all, start_jobs
 from ..protocol import usage_dict
 from ..sse import EventStreamResponse
 from ..streaming import UsagePlacement, run_unless_disconnected, stream_events
@@ -129,22 +129,11 @@ class OpenAIServingCompletion:
         for p_idx, (prompt, budget) in enumerate(zip(prompts, budgets, strict=True)):
             for s in range(samples):
                 index = p_idx * samples + s
-                params = common.sampling_params(
-                    max_new_tokens=budget,
-                    temperature=req.temperature,
-                    top_p=req.top_p,
-                    top_k=req.top_k,
-                    seed=common.choice_seed(seed, s),
-                    presence_penalty=presence,
-                    frequency_penalty=frequency,
-                    logit_bias=logit_bias,
-                    top_logprobs=top if want_logprobs else 0,
-                    ignore_eos=req.ignore_eos,
-                )
-                proc = ChoiceProcessor(
-                    index, cfg.tokenizer, prompt.ids, stops, cfg.axis("stop.output") == "include", cfg.eos_token_ids
-                )
-                jobs.append(ChoiceJob(index, prompt.ids, params, proc, prompt_index=p_idx))
+                jobs.append(common.choice_job(
+                    cfg, req, index=index, prompt_ids=prompt.ids, budget=budget, seed=common.choice_seed(seed, s),
+                    stops=stops, presence_penalty=presence, frequency_penalty=frequency, logit_bias=logit_bias,
+                    top_logprobs=top if want_logprobs else 0, prompt_index=p_idx,
+                ))
 
         prompt_lps: list[list[PromptLogprob] | None] = [None] * len(prompts)
         if echo and want_logprobs:
