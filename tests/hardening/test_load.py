@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import threading
 import time
 from typing import Any
 
@@ -98,21 +99,24 @@ async def test_full_queue_answers_429_with_retry_after(loaded: Any, make_config:
     await engine.start()
     server = LiveServer(create_app(make_config("fireworks", engine=engine)))
     long_body = {"model": MODEL, "prompt": "The ant", "max_tokens": 200, "ignore_eos": True, "stream": True}
+    # Hold the worker thread inside a job so that nothing leaves the queue while we fill it: the
+    # queue's state is then fixed by the test, not by how fast this machine decodes.
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(engine._submit(lambda: gate.wait(60)))
+    statuses: list[int] = []
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as c:
 
             async def hold() -> None:
                 async with c.stream("POST", "/v1/completions", json=long_body) as r:
+                    statuses.append(r.status_code)
                     async for _ in r.aiter_bytes():
                         pass
 
-            holders = [asyncio.ensure_future(hold()) for _ in range(3)]  # 1 running + 2 waiting
+            holders = [asyncio.ensure_future(hold()) for _ in range(2)]  # fill the 2-deep queue
             deadline = time.monotonic() + 30
-            while True:
-                m = engine.metrics()
-                if m.running == 1 and m.waiting == 2:
-                    break
-                assert time.monotonic() < deadline, m
+            while engine.metrics().waiting < 2:
+                assert time.monotonic() < deadline, engine.metrics()
                 await asyncio.sleep(0.02)
             for path, body in (("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 2}),
                                ("/v1/chat/completions", {"model": MODEL, "max_tokens": 2, "stream": True,
@@ -123,6 +127,13 @@ async def test_full_queue_answers_429_with_retry_after(loaded: Any, make_config:
                 err = assert_openai_error(r, 429, 503)
                 assert int(r.headers["retry-after"]) >= 1
                 assert err["code"] in ("rate_limit_exceeded", "service_unavailable")
+            gate.set()
+            await blocker
+            deadline = time.monotonic() + 30
+            while len(statuses) < 2:  # both queued requests are served once the queue moves
+                assert time.monotonic() < deadline, engine.metrics()
+                await asyncio.sleep(0.02)
+            assert statuses == [200, 200]
             for h in holders:
                 h.cancel()
             await asyncio.gather(*holders, return_exceptions=True)
@@ -133,5 +144,6 @@ async def test_full_queue_answers_429_with_retry_after(loaded: Any, make_config:
             r = await c.post("/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 2})
             assert r.status_code == 200, r.text
     finally:
+        gate.set()
         server.close()
         await engine.stop()
