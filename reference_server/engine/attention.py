@@ -1,13 +1,14 @@
 """Padding-invariant attention for batched decode steps.
 
-With a left-padded batch, a row's attention normally reduces over the padded key length, so the
-summation order (SIMD lanes, blocking) changes with whatever else is in the batch and the result
-differs in the last bits. That is enough to flip a near-tie argmax, so greedy output would depend
-on batch composition. During decode steps the engine publishes, for each row of the batch, the
-index of its first real key (`starts`); this attention function then attends each group of rows
-that share a start over exactly their real keys, which is what the same sequence computes alone.
-A row whose start is None is an inert filler (its output is never read): it is not attended at all
-and its output is zeros, which changes nothing for the other rows since attention is per row.
+In a batch whose rows hold different numbers of keys, a row's attention normally reduces over the
+batch's longest key range with a mask, so the summation order (SIMD lanes, blocking) changes with
+whatever else is in the batch and the result differs in the last bits. That is enough to flip a
+near-tie argmax, so greedy output would depend on batch composition. During decode steps the
+engine publishes, for each row of the batch, how many keys it holds (`lengths`, keys at
+`[0, length)`, see `kv_slots.py`); this attention function then attends each group of rows that
+share a length over exactly their keys, which is what the same sequence computes alone. A row
+whose length is None is an inert filler (its output is never read): it is not attended at all and
+its output is zeros, which changes nothing for the other rows since attention is per row.
 
 Outside decode steps (prefill, prompt logprobs, anybody else using the model) it defers to the
 stock SDPA implementation, so registering it changes nothing for other callers.
@@ -28,13 +29,13 @@ _ctx = threading.local()
 
 
 @contextmanager
-def decode_rows(starts: list[int | None]) -> Iterator[None]:
-    """Within this block, attention on this thread uses per-row key ranges `[starts[b]:]` (None: skip the row)."""
-    _ctx.starts = starts
+def decode_rows(lengths: list[int | None]) -> Iterator[None]:
+    """Within this block, attention on this thread uses per-row key ranges `[:lengths[b]]` (None: skip the row)."""
+    _ctx.lengths = lengths
     try:
         yield
     finally:
-        _ctx.starts = None
+        _ctx.lengths = None
 
 
 def _padding_invariant_attention(
@@ -49,33 +50,33 @@ def _padding_invariant_attention(
 ) -> tuple[torch.Tensor, None]:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    starts: list[int | None] | None = getattr(_ctx, "starts", None)
-    if starts is None or query.shape[2] != 1 or query.shape[0] != len(starts):
+    lengths: list[int | None] | None = getattr(_ctx, "lengths", None)
+    if lengths is None or query.shape[2] != 1 or query.shape[0] != len(lengths):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     groups = getattr(module, "num_key_value_groups", 1)
-    # Rows sharing a start form one SDPA call; single rows and contiguous runs are sliced as views.
-    by_start: dict[int, list[int]] = {}
+    # Rows sharing a length form one SDPA call; single rows and contiguous runs are sliced as views.
+    by_length: dict[int, list[int]] = {}
     skipped = False
-    for row, start in enumerate(starts):
-        if start is None:
+    for row, length in enumerate(lengths):
+        if length is None:
             skipped = True
         else:
-            by_start.setdefault(start, []).append(row)
+            by_length.setdefault(length, []).append(row)
     shape = (query.shape[0], query.shape[1], 1, value.shape[-1])
     out = query.new_zeros(shape) if skipped else query.new_empty(shape)
-    for start, rows in by_start.items():
+    for length, rows in by_length.items():
         first, last = rows[0], rows[-1]
         idx: torch.Tensor | slice
         if last - first + 1 == len(rows):
             idx = slice(first, last + 1)
-            q, k, v = query[idx], key[idx, :, start:], value[idx, :, start:]
+            q, k, v = query[idx], key[idx, :, :length], value[idx, :, :length]
         else:
             idx = torch.tensor(rows, device=query.device)
             q = query.index_select(0, idx)
-            k = key.index_select(0, idx)[:, :, start:]
-            v = value.index_select(0, idx)[:, :, start:]
+            k = key[:, :, :length].index_select(0, idx)
+            v = value[:, :, :length].index_select(0, idx)
         if groups > 1:
             k = _repeat_kv(k, groups)
             v = _repeat_kv(v, groups)

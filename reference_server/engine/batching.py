@@ -5,21 +5,24 @@ One background thread owns all torch work. Each iteration it
 1. runs queued side jobs (prompt logprobs),
 2. drops sequences that finished or whose consumer closed its iterator,
 3. admits waiting sequences up to `max_batch`: each new prompt is prefilled alone (no padding, so
-   its first token is exactly what the model computes for that prompt) and its KV cache is merged
-   into the batch, left-padded to the batch's common cache length,
-4. runs ONE decode forward pass for every running sequence, with per-row position ids and each
-   row attending only to its own keys, then samples one token per sequence.
+   its first token is exactly what the model computes for that prompt) and its KV cache is copied
+   into a free slot of the preallocated per-sequence buffers (`kv_slots.py`),
+4. runs ONE decode forward pass for every running sequence, with per-row position ids; each row
+   writes its new key/value in place at its own length and attends only to its own keys, then
+   one token is sampled per sequence.
 
 Tokens reach the consumers through per-sequence asyncio queues fed with
 `loop.call_soon_threadsafe`, so the event loop never waits for torch.
 
 Batch invariance: greedy output must not depend on what else is in the batch. Two things make a
 row's numbers depend on its neighbours: the attention reduction over a padded key length, and
-BLAS kernels chosen by the number of rows (on CPU, 1-3 row GEMMs take other code paths than 4+,
-and thread splits of odd row counts differ). With `batch_invariant=True` (the default on CPU) the
-engine attends each row over exactly its own keys (see `attention.py`) and rounds the decode batch
-up to a multiple of 8 rows with inert filler rows, so a sequence computes bit-identical logits
-alone or in any batch. On GPU the default is off (cuBLAS kernel choice varies with shape anyway);
+BLAS kernels chosen by the number of rows (on CPU, 1-3 row GEMMs often take other code paths than
+4+, and thread splits of odd row counts differ). With `batch_invariant=True` (the default on CPU)
+the engine attends each row over exactly its own keys (see `attention.py`) and rounds the decode
+batch up to a multiple of a width measured at start-up on the model's own weights (`invariance.py`,
+at most 8) with inert filler rows (free slots), so a sequence computes bit-identical logits alone
+or in any batch. Without it, rows attend over the batch's longest key
+range with a padding mask. On GPU the default is off (cuBLAS kernel choice varies with shape anyway);
 results there are equal up to floating-point noise.
 """
 
@@ -36,10 +39,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from .attention import decode_rows, enable_padding_invariant_attention
 from .errors import EngineFailure, EngineOverloaded, EngineStopped
+from .fast_decode import FastDecoder, unsupported_reason
+from .invariance import CANDIDATES, measure_row_multiple
+from .kv_slots import KVSlots, SlotStep, make_slot_cache
 from .metrics import EngineMetrics
 from .sampling import SequenceSampler
 from .types import PromptLogprob, SamplingParams, TokenEvent
@@ -51,7 +56,6 @@ log = logging.getLogger(__name__)
 
 # Lowest logprob reported (JSON has no -inf; OpenAI uses -9999.0 for impossible tokens).
 MIN_LOGPROB = -9999.0
-_INVARIANT_ROW_MULTIPLE = 8
 # On CPU, models below this many parameters run their forward passes on one intra-op thread: their
 # matrices are too small for a thread split to pay, and on a shared machine an OpenMP team's
 # spin-waiting threads get descheduled, stalling every step (10x slower decode measured on 2 busy cores).
@@ -153,6 +157,7 @@ class BatchingEngine:
         batch_invariant: bool | None = None,
         prefill_token_budget: int = 4096,
         cpu_threads: int | None = None,
+        fast_decode: bool = True,
     ) -> None:
         if max_batch < 1 or max_queue < 0:
             raise ValueError("max_batch must be >= 1 and max_queue >= 0")
@@ -164,6 +169,9 @@ class BatchingEngine:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.prefill_token_budget = prefill_token_budget
+        # Decode steps through `fast_decode.FastDecoder` when it matches the model (checked at start).
+        self.fast_decode = fast_decode
+        self._fast: FastDecoder | None = None
         param = next(model.parameters())
         self._device: torch.device = param.device
         self.device = str(param.device)
@@ -183,7 +191,10 @@ class BatchingEngine:
         if batch_invariant is None:
             batch_invariant = self._device.type == "cpu"
         self.batch_invariant = bool(batch_invariant) and enable_padding_invariant_attention(model)
-        self._row_multiple = _INVARIANT_ROW_MULTIPLE if self.batch_invariant else 1
+        # Decode batches are padded to a multiple of this many rows; measured when the worker starts.
+        widest = CANDIDATES[-1] if self.batch_invariant else 1
+        self._row_multiple = widest
+        self._slot_count = -(-max_batch // widest) * widest
         forward_params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward_params else "past_key_values"
         self._logits_to_keep = "logits_to_keep" in forward_params
@@ -199,19 +210,21 @@ class BatchingEngine:
         self._thread: threading.Thread | None = None
         self._running = False
         self._stopping = False
-        # Worker-only batch state. Row b of the cache holds keys [starts[b]:T] for rows[b]; a None
-        # row is an inert filler (its "sequence" starts at the current step and is never read).
+        # Worker-only batch state, one entry per slot: slot b holds keys [0:lengths[b]] of rows[b]; a
+        # None row is a free slot, run as an inert filler when it lies below the decode width.
+        self._kv = KVSlots(self._slot_count, self.context_length)
+        self._cache: Any = make_slot_cache(self._kv)
         self._rows: list[_Sequence | None] = []
-        self._starts: list[int] = []
+        self._lengths: list[int] = []
         self._tokens: list[int] = []  # next input token per row
-        self._cache: Any = None
-        self._T = 0
+        self._reset_batch()
         # Counters (written by the worker only).
         self._generated_tokens = 0
         self._prompt_tokens = 0
         self._prefills = 0
         self._decode_steps = 0
         self._decode_rows = 0
+        self._padded_rows = 0  # rows computed, fillers included
         self._completed = 0
         self._cancelled = 0
         self._failed = 0
@@ -334,6 +347,11 @@ class BatchingEngine:
             torch.set_num_threads(self.cpu_threads)
         try:
             with torch.inference_mode():
+                if self.batch_invariant:  # under the worker's own thread settings
+                    self._row_multiple = measure_row_multiple(self.model, self._slot_count)
+                    log.info("decode batches padded to multiples of %d rows", self._row_multiple)
+                self._fast = self._check_fast_decode()
+                log.info("decode steps: %s", "fast path" if self._fast is not None else "model forward")
                 while True:
                     self._wake.clear()
                     if self._stopping:
@@ -366,19 +384,22 @@ class BatchingEngine:
         while self._jobs:
             _, fail = self._jobs.popleft()
             fail(err)
-        self._reset_batch()
+        self._reset_batch(release=True)
 
-    def _reset_batch(self) -> None:
-        self._rows, self._starts, self._tokens = [], [], []
-        self._cache, self._T = None, 0
+    def _reset_batch(self, release: bool = False) -> None:
+        n = self._slot_count
+        self._rows, self._lengths, self._tokens = [None] * n, [0] * n, [0] * n
+        if release:
+            self._kv.release()
 
     def _iteration(self) -> bool:
         while self._jobs:
             run, _ = self._jobs.popleft()
             run()
         events: list[tuple[_Sequence, TokenEvent | BaseException]] = []
-        admitted = self._admit(events)
-        self._rebuild(admitted)
+        self._free_finished()
+        self._admit(events)
+        self._compact()
         if any(r is not None for r in self._rows):
             try:
                 self._decode_step(events)
@@ -390,28 +411,39 @@ class BatchingEngine:
                         seq.done = True
                         self._failed += 1
                         events.append((seq, err))
-                self._reset_batch()
+                self._reset_batch(release=True)
         self._deliver(events)
         return bool(self._waiting or self._jobs or any(r is not None for r in self._rows))
 
-    def _admit(
-        self, events: list[tuple[_Sequence, TokenEvent | BaseException]]
-    ) -> list[tuple[_Sequence, _KV]]:
-        live = sum(1 for r in self._rows if r is not None and not r.cancelled and not r.done)
-        admitted: list[tuple[_Sequence, _KV]] = []
+    def _free_finished(self) -> None:
+        for i, r in enumerate(self._rows):
+            if r is not None and (r.cancelled or r.done):
+                if not r.done:
+                    r.done = True
+                    self._cancelled += 1
+                self._rows[i] = None
+
+    def _admit(self, events: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
+        """Prefill waiting sequences into free slots (up to `max_batch` running, within the token budget)."""
+        live = sum(1 for r in self._rows if r is not None)
         budget = self.prefill_token_budget
-        while self._waiting and live + len(admitted) < self.max_batch:
+        prefilled = 0
+        while self._waiting and live < self.max_batch:
             seq = self._waiting[0]
             if seq.cancelled:
                 self._waiting.popleft()
                 self._cancelled += 1
                 continue
-            if admitted and len(seq.prompt_ids) > budget:
+            if prefilled and len(seq.prompt_ids) > budget:
                 break
             self._waiting.popleft()
             budget -= len(seq.prompt_ids)
+            prefilled += 1
             try:
                 kv, event = self._prefill(seq)
+                if event.finish_reason is None:
+                    slot = self._rows.index(None)
+                    self._kv.store(slot, kv)
             except Exception as exc:  # noqa: BLE001
                 log.exception("prefill failed")
                 seq.done = True
@@ -420,111 +452,130 @@ class BatchingEngine:
                 continue
             events.append((seq, event))
             if event.finish_reason is None:
-                admitted.append((seq, kv))
-        return admitted
+                self._rows[slot] = seq
+                self._lengths[slot] = len(seq.prompt_ids)
+                self._tokens[slot] = seq.last_token
+                live += 1
+
+    def _compact(self) -> None:
+        """Move rows above the smallest possible decode width into free slots below it."""
+        live = [i for i, r in enumerate(self._rows) if r is not None]
+        if not live:
+            return
+        m = self._row_multiple
+        target = -(-len(live) // m) * m
+        if live[-1] < target:
+            return
+        free = [i for i in range(target) if self._rows[i] is None]
+        for src, dst in zip([i for i in live if i >= target], free, strict=False):
+            self._kv.move(src, dst, self._lengths[src])
+            self._rows[dst], self._rows[src] = self._rows[src], None
+            self._lengths[dst], self._tokens[dst] = self._lengths[src], self._tokens[src]
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, **kw: Any) -> torch.Tensor:
         kw[self._cache_kw] = cache
         out = self.model(input_ids=input_ids, use_cache=True, **kw)
         return out.logits[:, -1, :].float()
 
-    def _prefill(self, seq: _Sequence) -> tuple[_KV, TokenEvent]:
+    def _prefill_kv(self, prompt_ids: list[int]) -> tuple[_KV, torch.Tensor]:
+        """The prompt's KV cache and last-position logits, computed alone (no padding)."""
         from transformers import DynamicCache
 
         cache = DynamicCache()
-        ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self._device)
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
         extra: dict[str, Any] = {"logits_to_keep": 1} if self._logits_to_keep else {}
         logits = self._forward(ids, cache, **extra)
+        return _cache_tensors(cache), logits
+
+    def _prefill(self, seq: _Sequence) -> tuple[_KV, TokenEvent]:
+        kv, logits = self._prefill_kv(seq.prompt_ids)
         self._prefills += 1
         self._prompt_tokens += len(seq.prompt_ids)
         (event,) = self._sample([seq], logits)
-        return _cache_tensors(cache), event
+        return kv, event
 
-    def _rebuild(self, admitted: list[tuple[_Sequence, _KV]]) -> None:
-        """Drop finished/cancelled rows, add admitted ones, pad to the row multiple, trim padding."""
-        keep = [i for i, r in enumerate(self._rows) if r is not None and not r.cancelled and not r.done]
-        for r in self._rows:
-            if r is not None and r.cancelled and not r.done:
-                r.done = True
-                self._cancelled += 1
-        n = len(keep) + len(admitted)
-        if n == 0:
-            self._reset_batch()
-            return
-        target = -(-n // self._row_multiple) * self._row_multiple
-        if not admitted and len(keep) == sum(r is not None for r in self._rows) and len(self._rows) == target:
-            return  # nobody left or joined: the batch stays as it is
-        old_kv = _cache_tensors(self._cache) if self._cache is not None and keep else []
-        T = max([self._T if keep else 0] + [kv[0][0].shape[-2] for _, kv in admitted])
-        rows: list[_Sequence | None] = []
-        starts: list[int] = []
-        tokens: list[int] = []
-        parts: list[_KV] = []
-        if keep:
-            idx = torch.tensor(keep, device=self._device)
-            shift = T - self._T
-            parts.append(
-                [
-                    (_pad_left(k.index_select(0, idx), shift), _pad_left(v.index_select(0, idx), shift))
-                    for k, v in old_kv
-                ]
-            )
-            for i in keep:
-                rows.append(self._rows[i])
-                starts.append(self._starts[i] + shift)
-                tokens.append(self._tokens[i])
-        for seq, kv in admitted:
-            length = kv[0][0].shape[-2]
-            parts.append([(_pad_left(k, T - length), _pad_left(v, T - length)) for k, v in kv])
-            rows.append(seq)
-            starts.append(T - length)
-            tokens.append(seq.last_token)
-        fillers = target - n
-        if fillers:
-            ref = parts[0]
-            parts.append(
-                [(k.new_zeros((fillers, *k.shape[1:])), v.new_zeros((fillers, *v.shape[1:]))) for k, v in ref]
-            )
-            rows.extend([None] * fillers)
-            starts.extend([T] * fillers)
-            tokens.extend([0] * fillers)
-        layers = [
-            (torch.cat([p[layer][0] for p in parts]), torch.cat([p[layer][1] for p in parts]))
-            for layer in range(len(parts[0]))
-        ]
-        trim = min(starts)
-        if trim:
-            layers = [(k[:, :, trim:], v[:, :, trim:]) for k, v in layers]
-            starts = [s - trim for s in starts]
-            T -= trim
-        self._cache = _make_cache(layers)
-        self._rows, self._starts, self._tokens, self._T = rows, starts, tokens, T
+    def _decode_forward(
+        self, cache: Any, tokens: list[int], lengths: list[int | None], visible: int, fast: bool
+    ) -> torch.Tensor:
+        """One decode step over slot rows `[0, len(tokens))`: float32 logits, one row per slot.
+
+        `lengths[b]` is how many keys row b holds before the step (None: a filler row, which
+        writes at position 0 of its own free slot and whose logits are never read).
+        """
+        width = len(tokens)
+        positions = torch.tensor([n or 0 for n in lengths], dtype=torch.long, device=self._device)
+        input_ids = torch.tensor(tokens, dtype=torch.long, device=self._device)[:, None]
+        cache.step = SlotStep(width, positions, visible)
+        if self.batch_invariant:
+            with decode_rows([n + 1 if n is not None else None for n in lengths]):
+                if fast and self._fast is not None:
+                    return self._fast(input_ids, positions[:, None], cache, None)
+                return self._forward(input_ids, cache, position_ids=positions[:, None])
+        mask = torch.arange(visible, device=self._device)[None, :] <= positions[:, None]
+        if fast and self._fast is not None:
+            return self._fast(input_ids, positions[:, None], cache, mask[:, None, None, :])
+        return self._forward(input_ids, cache, position_ids=positions[:, None], attention_mask=mask.long())
 
     def _decode_step(self, events: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
-        T = self._T
-        input_ids = torch.tensor(self._tokens, dtype=torch.long, device=self._device)[:, None]
-        starts = torch.tensor(self._starts, dtype=torch.long, device=self._device)
-        position_ids = (T - starts)[:, None]
-        if self.batch_invariant:
-            # Filler rows (None) only keep the row count a multiple of 8: their attention is skipped.
-            starts_or_none = [s if r is not None else None for r, s in zip(self._rows, self._starts, strict=True)]
-            with decode_rows(starts_or_none):
-                logits = self._forward(input_ids, self._cache, position_ids=position_ids)
-        else:
-            mask = None
-            if any(self._starts):
-                mask = (torch.arange(T + 1, device=self._device)[None, :] >= starts[:, None]).long()
-            logits = self._forward(input_ids, self._cache, position_ids=position_ids, attention_mask=mask)
-        self._T = T + 1
         live = [i for i, r in enumerate(self._rows) if r is not None]
+        m = self._row_multiple
+        width = -(-(live[-1] + 1) // m) * m
+        lengths: list[int | None] = [
+            n if r is not None else None for r, n in zip(self._rows[:width], self._lengths, strict=False)
+        ]
+        visible = max(self._lengths[i] for i in live) + 1
+        self._kv.ensure_capacity(visible)
+        logits = self._decode_forward(self._cache, self._tokens[:width], lengths, visible, fast=True)
         self._decode_steps += 1
         self._decode_rows += len(live)
-        seqs = [r for r in self._rows if r is not None]
-        if len(live) != len(self._rows):
+        self._padded_rows += width
+        for i in live:
+            self._lengths[i] += 1
+        seqs = [r for r in self._rows[:width] if r is not None]
+        if len(live) != width:
             logits = logits.index_select(0, torch.tensor(live, device=logits.device))
-        for i, seq, event in zip(live, seqs, self._sample(seqs, logits), strict=False):
+        for i, seq, event in zip(live, seqs, self._sample(seqs, logits), strict=True):
             self._tokens[i] = event.token_id
             events.append((seq, event))
+
+    def _check_fast_decode(self) -> FastDecoder | None:
+        """The fast decoder if it reproduces the model's own decode step here, else None.
+
+        Two sequences of different lengths and a filler row, one step each way over the same slots:
+        bit-identical logits in batch-invariant mode, within float noise otherwise.
+        """
+        if not self.fast_decode or unsupported_reason(self.model) is not None:
+            return None
+        fast = FastDecoder(self.model)
+        self._fast = fast
+        slots = KVSlots(max(self._row_multiple, 3), self.context_length)
+        cache = make_slot_cache(slots)
+        prompts = [[(7 * i + 3) % self.vocab_size for i in range(n)] for n in (5, 2)]
+        try:
+            kvs = [self._prefill_kv(p)[0] for p in prompts]
+            width = -(-3 // self._row_multiple) * self._row_multiple
+            tokens = [1, 2] + [0] * (width - 2)
+            lengths: list[int | None] = [5, 2] + [None] * (width - 2)
+            results = []
+            for use_fast in (False, True):
+                for slot, kv in enumerate(kvs):
+                    slots.store(slot, kv)
+                results.append(self._decode_forward(cache, tokens, lengths, 6, fast=use_fast)[:2])
+        except Exception:  # noqa: BLE001 - any mismatch in structure: use the model itself
+            log.warning("fast decode check failed; decoding through the model's forward", exc_info=True)
+            self._fast = None
+            return None
+        reference, candidate = results
+        same = (
+            torch.equal(reference, candidate)
+            if self.batch_invariant
+            else torch.allclose(reference, candidate, rtol=2e-2, atol=2e-2)
+        )
+        if not same:
+            log.warning("fast decode differs from the model's forward here; not used")
+            self._fast = None
+            return None
+        return fast
 
     def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[TokenEvent]:
         """Sample one token for each sequence from its row of float32 logits; update its state."""
@@ -620,24 +671,11 @@ def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-def _pad_left(t: torch.Tensor, n: int) -> torch.Tensor:
-    return F.pad(t, (0, 0, n, 0)) if n > 0 else t
-
-
 def _cache_tensors(cache: Any) -> _KV:
     """Per-layer (keys, values) of a DynamicCache, each [batch, kv_heads, seq, head_dim]."""
     if hasattr(cache, "layers"):  # transformers >= 4.56
         return [(layer.keys, layer.values) for layer in cache.layers]
     return list(zip(cache.key_cache, cache.value_cache, strict=False))  # older transformers
-
-
-def _make_cache(layers: _KV) -> Any:
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for i, (k, v) in enumerate(layers):
-        cache.update(k, v, i)
-    return cache
 
 
 __all__ = ["MIN_LOGPROB", "BatchingEngine"]
