@@ -8,7 +8,7 @@ part of a stop sequence; tokens (for logprobs) are released with the text they c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from .detokenize import IncrementalDetokenizer
 from .stops import StopMatcher
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenRecord:
     token_id: int
     logprob: float
@@ -27,7 +27,7 @@ class TokenRecord:
     end: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Piece:
     """Released output of one choice: new text, the tokens it came from, and maybe the finish."""
 
@@ -50,6 +50,7 @@ class ChoiceProcessor:
         self.index = index
         self.detok = IncrementalDetokenizer(tokenizer, prompt_ids)
         self.stops = stops
+        self.has_stops = bool(stops)
         self.include_stop = include_stop
         self.eos_token_ids = eos_token_ids
         self.text = ""  # generated text so far (before any stop cut)
@@ -67,44 +68,71 @@ class ChoiceProcessor:
     def _release(self, upto: int, final: bool) -> Piece:
         text = self.text[self.released : upto]
         self.released = max(self.released, upto)
+        pending = self.pending
+        if upto == len(self.text):  # every pending token's text ends by then: all of them go
+            self.pending = []
+            return Piece(self.index, text, pending, self.finish_reason)
         tokens: list[TokenRecord] = []
-        while self.pending and (self.pending[0].start < upto or self.pending[0].end <= upto):
-            tokens.append(self.pending.pop(0))
+        while pending and (pending[0].start < upto or pending[0].end <= upto):
+            tokens.append(pending.pop(0))
         if final:
-            self.pending.clear()
+            pending.clear()
         return Piece(self.index, text, tokens, self.finish_reason)
 
     def feed(self, event: TokenEvent) -> Piece:
         """Process one engine event; the piece released by it (possibly empty)."""
-        assert not self.finished, "feed() after finish"
+        assert self.finish_reason is None, "feed() after finish"
         self.completion_tokens += 1
-        self.cumulative_logprob += float(event.logprob)
-        searched = len(self.text)
-        is_eos = event.finish_reason == "stop" and event.token_id in self.eos_token_ids
-        if not is_eos:
-            start = len(self.text)
-            self.text += self.detok.step(event.token_id)
-            self.pending.append(
-                TokenRecord(event.token_id, float(event.logprob), list(event.top_logprobs), start, len(self.text))
-            )
-        if event.finish_reason is not None:
+        logprob = float(event.logprob)
+        self.cumulative_logprob += logprob
+        text = self.text
+        searched = len(text)
+        finish = event.finish_reason
+        if not (finish == "stop" and event.token_id in self.eos_token_ids):  # EOS has no text
+            text += self.detok.step(event.token_id)
+            self.pending.append(TokenRecord(event.token_id, logprob, list(event.top_logprobs), searched, len(text)))
+        if finish is not None:
             rest = self.detok.flush()
             if rest:
-                self.text += rest
+                text += rest
                 if self.pending:
-                    self.pending[-1].end = len(self.text)
-        match = self.stops.find(self.text, searched) if self.stops else None
+                    self.pending[-1].end = len(text)
+        self.text = text
+        if not self.has_stops:
+            if finish is not None:
+                self.finish_reason = finish
+                self.final_text = text
+                return self._release(len(text), final=True)
+            return self._release(len(text), final=False)
+        match = self.stops.find(text, searched)
         if match is not None:
             self.finish_reason = "stop"
             cut = match.end if self.include_stop else match.start
-            self.final_text = self.text[:cut]
+            self.final_text = text[:cut]
             return self._release(cut, final=True)
-        if event.finish_reason is not None:
-            self.finish_reason = event.finish_reason
-            self.final_text = self.text
-            return self._release(len(self.text), final=True)
-        safe = len(self.text) - (self.stops.holdback(self.text) if self.stops else 0)
+        if finish is not None:
+            self.finish_reason = finish
+            self.final_text = text
+            return self._release(len(text), final=True)
+        safe = len(text) - self.stops.holdback(text)
         return self._release(max(safe, self.released), final=False)
+
+    def end(self) -> Piece:
+        """The engine ended the stream without a finish event: finish as "length", releasing the rest."""
+        self.finish_reason = "length"
+        self.final_text = self.text
+        return self._release(len(self.text), final=True)
+
+
+def is_empty(piece: Piece) -> bool:
+    """A piece with nothing to send: no text, no tokens, not the finish."""
+    return not piece.text and not piece.tokens and piece.finish_reason is None
+
+
+async def close_iterator(iterator: AsyncIterator[TokenEvent]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def run_choice(iterator: AsyncIterator[TokenEvent], processor: ChoiceProcessor) -> AsyncIterator[Piece]:
@@ -112,18 +140,14 @@ async def run_choice(iterator: AsyncIterator[TokenEvent], processor: ChoiceProce
     try:
         async for event in iterator:
             piece = processor.feed(event)
-            if piece.text or piece.tokens or piece.finish_reason is not None:
+            if not is_empty(piece):
                 yield piece
             if processor.finished:
                 break
         if not processor.finished:  # the engine ended without a finish event
-            processor.finish_reason = "length"
-            processor.final_text = processor.text
-            yield processor._release(len(processor.text), final=True)
+            yield processor.end()
     finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_iterator(iterator)
 
 
 @dataclass
@@ -183,7 +207,7 @@ async def collect_all(jobs: list[ChoiceJob]) -> list[list[Piece]]:
         close_jobs_nowait(jobs)
 
 
-async def merge_pieces(jobs: list[ChoiceJob]) -> AsyncIterator[Piece | BaseException]:
+async def merge_pieces(jobs: list[ChoiceJob]) -> AsyncGenerator[Piece | BaseException, None]:
     """Pieces of every job as they come (an engine error arrives as the exception, once)."""
     queue: asyncio.Queue[Piece | BaseException | None] = asyncio.Queue()
 

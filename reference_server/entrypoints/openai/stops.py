@@ -45,8 +45,17 @@ class StopMatcher:
 
     def holdback(self, text: str) -> int:
         """Length of the longest suffix of `text` that is a proper prefix of some stop sequence."""
-        for k in range(min(len(text), self.max_len - 1), 0, -1):
-            tail = text[-k:]
-            if any(len(s) > k and s.startswith(tail) for s in self.stops):
-                return k
-        return 0
+        n = len(text)
+        best = 0
+        for stop in self.stops:
+            # Suffixes that could be a proper prefix of `stop` and beat `best` start at an
+            # occurrence of its first character in text[n - len(stop) + 1 : n - best].
+            first = stop[0]
+            end = n - best
+            i = text.find(first, max(0, n - len(stop) + 1), end)
+            while i >= 0:
+                if stop.startswith(text[i:]):
+                    best = n - i
+                    break
+                i = text.find(first, i + 1, end)
+        return best

@@ -11,9 +11,9 @@ from fastapi import Request
 from reference_server.config import ServerConfig
 
 from .errors import APIError
-from .generation import ChoiceJob, Piece, merge_pieces
+from .generation import ChoiceJob, Piece, close_iterator, close_jobs_nowait, merge_pieces
 from .protocol import usage_dict
-from .sse import DONE, sse_data, stream_error_event
+from .sse import DONE, ChunkFrame, stream_error_event
 
 T = TypeVar("T")
 
@@ -75,32 +75,70 @@ class UsagePlacement:
 async def stream_events(
     jobs: list[ChoiceJob],
     placement: UsagePlacement,
-    make_chunk: Callable[[list[dict[str, Any]]], dict[str, Any]],
-    make_choice: Callable[[Piece], dict[str, Any]],
-    first_choices: list[dict[str, Any]],
+    frame: ChunkFrame,
+    make_choice: Callable[[Piece], str],
+    first_choices: list[str],
     prompt_tokens: int,
 ) -> AsyncIterator[str]:
-    """The SSE body: chunks of choices as pieces arrive, usage per the profile, then [DONE]."""
+    """The SSE body: chunks of choices as pieces arrive, usage per the profile, then [DONE].
+
+    `frame` serializes the fields every chunk shares; `make_choice` and `first_choices` give
+    choice objects already serialized as JSON. Each non-empty piece is one chunk of one choice.
+    """
     try:
-        for choice in first_choices:
-            yield sse_data(placement.field(make_chunk([choice])))
-        deferred: dict[int, Piece] = {}
-        async for item in merge_pieces(jobs):
-            if isinstance(item, BaseException):
-                raise item
-            if item.finish_reason is not None and placement.defer_finish:
-                deferred[item.index] = item
-                continue
-            yield sse_data(placement.field(make_chunk([make_choice(item)])))
-        completion_tokens = sum(job.processor.completion_tokens for job in jobs)
-        usage = usage_dict(prompt_tokens, completion_tokens)
-        if deferred:
-            choices = [make_choice(deferred[i]) for i in sorted(deferred)]
-            yield sse_data(placement.field(make_chunk(choices), usage))
-        if placement.extra_usage_chunk:
-            yield sse_data(placement.field(make_chunk([]), usage))
-    except (asyncio.CancelledError, GeneratorExit):
-        raise
-    except Exception as exc:  # after the 200 went out: an error event, then the end marker
-        yield stream_error_event(exc if isinstance(exc, APIError) else exc)
-    yield DONE
+        try:
+            head, tail = frame.head, frame.tail
+            for choice in first_choices:
+                yield head + choice + tail
+            deferred: dict[int, Piece] = {}
+            defer = placement.defer_finish
+            if len(jobs) == 1:  # the common case: no merging, no task, the engine's events directly
+                job = jobs[0]
+                processor = job.processor
+                iterator = job.iterator
+                assert iterator is not None
+                try:
+                    async for event in iterator:
+                        piece = processor.feed(event)
+                        if piece.finish_reason is not None:
+                            if defer:
+                                deferred[piece.index] = piece
+                            else:
+                                yield head + make_choice(piece) + tail
+                            break
+                        if piece.text or piece.tokens:
+                            yield head + make_choice(piece) + tail
+                    if processor.finish_reason is None:  # the engine ended without a finish event
+                        piece = processor.end()
+                        if defer:
+                            deferred[piece.index] = piece
+                        else:
+                            yield head + make_choice(piece) + tail
+                finally:
+                    job.iterator = None
+                    await close_iterator(iterator)
+            else:
+                merged = merge_pieces(jobs)
+                try:
+                    async for item in merged:
+                        if isinstance(item, BaseException):
+                            raise item
+                        if item.finish_reason is not None and defer:
+                            deferred[item.index] = item
+                            continue
+                        yield head + make_choice(item) + tail
+                finally:
+                    await merged.aclose()
+            completion_tokens = sum(job.processor.completion_tokens for job in jobs)
+            usage = usage_dict(prompt_tokens, completion_tokens)
+            if deferred:
+                yield frame.event([make_choice(deferred[i]) for i in sorted(deferred)], usage)
+            if placement.extra_usage_chunk:
+                yield frame.event([], usage)
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:  # after the 200 went out: an error event, then the end marker
+            yield stream_error_event(exc if isinstance(exc, APIError) else exc)
+        yield DONE
+    finally:  # closed before or while iterating: the engine iterators too (idempotent)
+        close_jobs_nowait(jobs)

@@ -14,7 +14,7 @@ from ..detokenize import TokenText
 from ..errors import invalid_request
 from ..generation import ChoiceJob, Piece, TokenRecord, collect_all, start_jobs
 from ..protocol import usage_dict
-from ..sse import EventStreamResponse
+from ..sse import ChunkFrame, EventStreamResponse, dumps, dumps_str
 from ..streaming import UsagePlacement, run_unless_disconnected, stream_events
 from .protocol import ChatCompletionRequest, ChatMessage
 
@@ -224,28 +224,36 @@ class OpenAIServingChat:
         prompt_tokens: int,
     ) -> Response:
         placement = UsagePlacement(self.config, include_usage)
-        fingerprint = self.config.system_fingerprint
+        template = {
+            "id": response_id,
+            "choices": [],
+            "created": created,
+            "model": model,
+            "system_fingerprint": self.config.system_fingerprint,
+            "object": "chat.completion.chunk",
+        }
+        frame = ChunkFrame(placement.field(template))
+        # A choice is {"delta","logprobs","finish_reason","index"}; the usual one (no finish, no
+        # logprobs) is written around the delta's JSON string with pieces serialized once.
+        plain_tail = {job.index: f',"logprobs":null,"finish_reason":null,"index":{job.index}}}' for job in jobs}
 
-        def make_chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
-            return {
-                "id": response_id,
-                "choices": choices,
-                "created": created,
-                "model": model,
-                "system_fingerprint": fingerprint,
-                "object": "chat.completion.chunk",
-            }
-
-        def make_choice(piece: Piece) -> dict[str, Any]:
-            delta = {"content": piece.text} if piece.text else {}
+        def make_choice(piece: Piece) -> str:
+            if piece.finish_reason is None and not want_logprobs:
+                delta = '{"delta":{"content":' + dumps_str(piece.text) + "}" if piece.text else '{"delta":{}'
+                return delta + plain_tail[piece.index]
+            content = {"content": piece.text} if piece.text else {}
             logprobs = self._logprobs(piece.tokens) if want_logprobs else None
-            return {"delta": delta, "logprobs": logprobs, "finish_reason": piece.finish_reason, "index": piece.index}
+            return dumps(
+                {"delta": content, "logprobs": logprobs, "finish_reason": piece.finish_reason, "index": piece.index}
+            )
 
         first = [
-            {"delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None, "index": job.index}
+            dumps(
+                {"delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None, "index": job.index}
+            )
             for job in jobs
         ]
-        return EventStreamResponse(stream_events(jobs, placement, make_chunk, make_choice, first, prompt_tokens))
+        return EventStreamResponse(stream_events(jobs, placement, frame, make_choice, first, prompt_tokens))
 
 
 __all__ = ["OpenAIServingChat"]

@@ -16,7 +16,7 @@ from ..detokenize import TokenText, decode
 from ..errors import invalid_request, unsupported_parameter
 from ..generation import ChoiceJob, Piece, TokenRecord, collect_all, start_jobs
 from ..protocol import usage_dict
-from ..sse import EventStreamResponse
+from ..sse import ChunkFrame, EventStreamResponse, dumps, dumps_str
 from ..streaming import UsagePlacement, run_unless_disconnected, stream_events
 from .protocol import CompletionRequest
 
@@ -189,31 +189,39 @@ class OpenAIServingCompletion:
 
     def _stream(self, jobs: list[ChoiceJob], ctx: _Ctx, include_usage: bool, prompt_tokens: int) -> Response:
         placement = UsagePlacement(self.config, include_usage)
-
-        def make_chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
-            return {
-                "id": ctx.response_id,
-                "choices": choices,
-                "created": ctx.created,
-                "model": ctx.model,
-                "system_fingerprint": self.config.system_fingerprint,
-                "object": "text_completion",
-            }
-
+        template = {
+            "id": ctx.response_id,
+            "choices": [],
+            "created": ctx.created,
+            "model": ctx.model,
+            "system_fingerprint": self.config.system_fingerprint,
+            "object": "text_completion",
+        }
+        frame = ChunkFrame(placement.field(template))
         job_of = {job.index: job for job in jobs}
+        # A choice is {"finish_reason","index","logprobs","text"}; the usual one (no finish, no
+        # logprobs) is written from a prefix serialized once per choice index.
+        plain = {job.index: f'{{"finish_reason":null,"index":{job.index},"logprobs":null,"text":' for job in jobs}
+        want_logprobs = ctx.want_logprobs
 
-        def make_choice(piece: Piece) -> dict[str, Any]:
+        def make_choice(piece: Piece) -> str:
+            if piece.finish_reason is None and not want_logprobs:
+                return plain[piece.index] + dumps_str(piece.text) + "}"
             job = job_of[piece.index]
-            logprobs = ctx.logprobs(job.prompt_index, piece.tokens, include_prompt=False) if ctx.want_logprobs else None
-            return {"finish_reason": piece.finish_reason, "index": piece.index, "logprobs": logprobs, "text": piece.text}
+            logprobs = ctx.logprobs(job.prompt_index, piece.tokens, include_prompt=False) if want_logprobs else None
+            return dumps(
+                {"finish_reason": piece.finish_reason, "index": piece.index, "logprobs": logprobs, "text": piece.text}
+            )
 
-        first: list[dict[str, Any]] = []
+        first: list[str] = []
         if ctx.echo:
             for job in jobs:
                 p = job.prompt_index
-                lp = ctx.logprobs(p, [], include_prompt=True) if ctx.want_logprobs else None
-                first.append({"finish_reason": None, "index": job.index, "logprobs": lp, "text": ctx.prompts[p].text})
-        return EventStreamResponse(stream_events(jobs, placement, make_chunk, make_choice, first, prompt_tokens))
+                lp = ctx.logprobs(p, [], include_prompt=True) if want_logprobs else None
+                first.append(
+                    dumps({"finish_reason": None, "index": job.index, "logprobs": lp, "text": ctx.prompts[p].text})
+                )
+        return EventStreamResponse(stream_events(jobs, placement, frame, make_choice, first, prompt_tokens))
 
 
 class _Ctx:
