@@ -4,11 +4,15 @@ In a batch whose rows hold different numbers of keys, a row's attention normally
 batch's longest key range with a mask, so the summation order (SIMD lanes, blocking) changes with
 whatever else is in the batch and the result differs in the last bits. That is enough to flip a
 near-tie argmax, so greedy output would depend on batch composition. During decode steps the
-engine publishes, for each row of the batch, how many keys it holds (`lengths`, keys at
-`[0, length)`, see `kv_slots.py`); this attention function then attends each group of rows that
-share a length over exactly their keys, which is what the same sequence computes alone. A row
-whose length is None is an inert filler (its output is never read): it is not attended at all and
-its output is zeros, which changes nothing for the other rows since attention is per row.
+engine publishes, for each row of the batch, how many keys it holds (keys at `[0, length)`, see
+`kv_slots.py`) and the end of its length *bucket* (`bucket_end`: a function of the length alone).
+This attention function runs one SDPA call per bucket, each row over the keys `[0, bucket end)`
+with a mask that hides those at or after its length. So a row's reduction always runs over the
+same key range with the same mask whatever else is in the batch, which is what the same sequence
+computes alone, while rows of similar lengths share one call (with exact lengths, 32 streams of
+distinct lengths meant 32 calls per layer). Masked keys contribute exact zeros, so stale values in
+a slot never matter. A row whose entry is None is an inert filler (its output is never read): it
+is not attended at all and its output is zeros.
 
 Outside decode steps (prefill, prompt logprobs, anybody else using the model) it defers to the
 stock SDPA implementation, so registering it changes nothing for other callers.
@@ -28,14 +32,26 @@ ATTN_NAME = "engine_padding_invariant"
 _ctx = threading.local()
 
 
+_BUCKET_MIN = 64
+
+
+def bucket_end(length: int, limit: int) -> int:
+    """The end of `length`'s key bucket, never past `limit` (the context): a multiple of 64 (at most
+    63 masked keys), or for long rows of an eighth of the power of two below `length` (at most a
+    quarter of the length masked)."""
+    step = max(_BUCKET_MIN, 1 << max(length.bit_length() - 3, 0))
+    return min(-(-length // step) * step, limit)
+
+
 @contextmanager
-def decode_rows(lengths: list[int | None]) -> Iterator[None]:
-    """Within this block, attention on this thread uses per-row key ranges `[:lengths[b]]` (None: skip the row)."""
-    _ctx.lengths = lengths
+def decode_rows(rows: list[tuple[int, int] | None]) -> Iterator[None]:
+    """Within this block, attention on this thread gives row b the keys `[:rows[b][0]]`, computed
+    over `[:rows[b][1]]` with the rest masked (None: skip the row)."""
+    _ctx.rows = rows
     try:
         yield
     finally:
-        _ctx.lengths = None
+        _ctx.rows = None
 
 
 def _padding_invariant_attention(
@@ -50,37 +66,39 @@ def _padding_invariant_attention(
 ) -> tuple[torch.Tensor, None]:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    lengths: list[int | None] | None = getattr(_ctx, "lengths", None)
-    if lengths is None or query.shape[2] != 1 or query.shape[0] != len(lengths):
+    spans: list[tuple[int, int] | None] | None = getattr(_ctx, "rows", None)
+    if spans is None or query.shape[2] != 1 or query.shape[0] != len(spans):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     groups = getattr(module, "num_key_value_groups", 1)
-    # Rows sharing a length form one SDPA call; single rows and contiguous runs are sliced as views.
-    by_length: dict[int, list[int]] = {}
+    # Rows sharing a bucket form one SDPA call; contiguous runs are sliced as views.
+    by_end: dict[int, list[int]] = {}
     skipped = False
-    for row, length in enumerate(lengths):
-        if length is None:
+    for row, span in enumerate(spans):
+        if span is None:
             skipped = True
         else:
-            by_length.setdefault(length, []).append(row)
+            by_end.setdefault(span[1], []).append(row)
     shape = (query.shape[0], query.shape[1], 1, value.shape[-1])
     out = query.new_zeros(shape) if skipped else query.new_empty(shape)
-    for length, rows in by_length.items():
+    for end, rows in by_end.items():
         first, last = rows[0], rows[-1]
         idx: torch.Tensor | slice
         if last - first + 1 == len(rows):
             idx = slice(first, last + 1)
-            q, k, v = query[idx], key[idx, :, :length], value[idx, :, :length]
+            q, k, v = query[idx], key[idx, :, :end], value[idx, :, :end]
         else:
             idx = torch.tensor(rows, device=query.device)
             q = query.index_select(0, idx)
-            k = key[:, :, :length].index_select(0, idx)
-            v = value[:, :, :length].index_select(0, idx)
+            k = key[:, :, :end].index_select(0, idx)
+            v = value[:, :, :end].index_select(0, idx)
         if groups > 1:
             k = _repeat_kv(k, groups)
             v = _repeat_kv(v, groups)
-        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scaling)
+        lengths = torch.tensor([spans[r][0] for r in rows], device=query.device)  # type: ignore[index]
+        mask = (torch.arange(end, device=query.device)[None, :] < lengths[:, None])[:, None, None, :]
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
         if isinstance(idx, slice):
             out[idx] = o
         else:

@@ -18,12 +18,14 @@ Batch invariance: greedy output must not depend on what else is in the batch. Tw
 row's numbers depend on its neighbours: the attention reduction over a padded key length, and
 BLAS kernels chosen by the number of rows (on CPU, 1-3 row GEMMs often take other code paths than
 4+, and thread splits of odd row counts differ). With `batch_invariant=True` (the default on CPU)
-the engine attends each row over exactly its own keys (see `attention.py`) and rounds the decode
-batch up to a multiple of a width measured at start-up on the model's own weights (`invariance.py`,
-at most 8) with inert filler rows (free slots), so a sequence computes bit-identical logits alone
-or in any batch. Without it, rows attend over the batch's longest key
-range with a padding mask. On GPU the default is off (cuBLAS kernel choice varies with shape anyway);
-results there are equal up to floating-point noise.
+the engine attends each row over its own keys with a span that depends on its length alone (see
+`attention.py`) and rounds the decode batch up to a multiple of a width measured at start-up on
+the model's own weights (`invariance.py`, at most 8) with inert filler rows (free slots), so a
+sequence computes bit-identical logits alone or in any batch. That holds with one intra-op thread,
+which the engine uses for small models on CPU: CPU attention kernels running several threads split
+their work by batch size, so larger CPU models get results equal up to floating-point noise.
+Without invariance, rows attend over the batch's longest key range with a padding mask. On GPU the
+default is off (cuBLAS kernel choice varies with shape anyway); results there are equal up to floating-point noise.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .attention import decode_rows, enable_padding_invariant_attention
+from .attention import bucket_end, decode_rows, enable_padding_invariant_attention
 from .errors import EngineFailure, EngineOverloaded, EngineStopped
 from .fast_decode import FastDecoder, unsupported_reason
 from .invariance import CANDIDATES, measure_row_multiple
@@ -507,7 +509,8 @@ class BatchingEngine:
         input_ids = torch.tensor(tokens, dtype=torch.long, device=self._device)[:, None]
         cache.step = SlotStep(width, positions, visible)
         if self.batch_invariant:
-            with decode_rows([n + 1 if n is not None else None for n in lengths]):
+            spans = [(n + 1, bucket_end(n + 1, self.context_length)) if n is not None else None for n in lengths]
+            with decode_rows(spans):
                 if fast and self._fast is not None:
                     return self._fast(input_ids, positions[:, None], cache, None)
                 return self._forward(input_ids, cache, position_ids=positions[:, None])
@@ -524,6 +527,8 @@ class BatchingEngine:
             n if r is not None else None for r, n in zip(self._rows[:width], self._lengths, strict=False)
         ]
         visible = max(self._lengths[i] for i in live) + 1
+        if self.batch_invariant:  # rows attend over their whole bucket (masked past their length)
+            visible = bucket_end(visible, self.context_length)
         self._kv.ensure_capacity(visible)
         logits = self._decode_forward(self._cache, self._tokens[:width], lengths, visible, fast=True)
         self._decode_steps += 1
@@ -560,7 +565,9 @@ class BatchingEngine:
             for use_fast in (False, True):
                 for slot, kv in enumerate(kvs):
                     slots.store(slot, kv)
-                results.append(self._decode_forward(cache, tokens, lengths, 6, fast=use_fast)[:2])
+                visible = bucket_end(6, self.context_length) if self.batch_invariant else 6
+                slots.ensure_capacity(visible)
+                results.append(self._decode_forward(cache, tokens, lengths, visible, fast=use_fast)[:2])
         except Exception:  # noqa: BLE001 - any mismatch in structure: use the model itself
             log.warning("fast decode check failed; decoding through the model's forward", exc_info=True)
             self._fast = None

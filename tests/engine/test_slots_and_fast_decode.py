@@ -189,3 +189,57 @@ def test_hooked_models_are_not_fast_decoded(model: Any) -> None:
     finally:
         handle.remove()
     assert unsupported_reason(model) is None
+
+
+# ---------------------------------------------------------------- attention buckets
+
+
+def test_bucket_ends_cover_the_length_within_a_quarter_and_the_context() -> None:
+    from reference_server.engine.attention import bucket_end
+
+    ends = [bucket_end(n, 100_000) for n in range(1, 20_000)]
+    assert all(e >= n for n, e in zip(range(1, 20_000), ends, strict=True))
+    # at most 63 masked keys for short rows, a quarter of the length for long ones
+    assert all(e - n < max(64, n * 0.25) for n, e in zip(range(1, 20_000), ends, strict=True))
+    assert ends == sorted(ends)  # a row's bucket only grows as it does
+    assert len(set(ends)) < 60  # few distinct buckets: few attention calls per layer
+    assert bucket_end(250, 256) == 256 and bucket_end(90, 100) == 100
+
+
+def test_a_row_attends_the_same_whatever_shares_its_bucket() -> None:
+    """Stale keys past a row's length and neighbours in its bucket leave its output bit-identical.
+
+    With one intra-op thread, as the engine runs small models on CPU: multi-threaded CPU attention
+    kernels split their work by batch size, so their results are not batch-invariant.
+    """
+    from reference_server.engine.attention import _padding_invariant_attention, bucket_end, decode_rows
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_bucket_invariance(_padding_invariant_attention, bucket_end, decode_rows)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_bucket_invariance(attention: Any, bucket_end: Any, decode_rows: Any) -> None:
+    torch.manual_seed(0)
+    key, value, query = torch.randn(6, 2, 128, 8), torch.randn(6, 2, 128, 8), torch.randn(6, 2, 1, 8)
+    lengths = [10, 40, 41, 63, 64, 70]
+    spans: list[tuple[int, int] | None] = [(n, bucket_end(n, 128)) for n in lengths]
+    module = torch.nn.Module()
+    with decode_rows(spans):
+        together, _ = attention(module, query, key, value, None)
+    noisy = key.clone()
+    for b, n in enumerate(lengths):
+        noisy[b, :, n:] = 1e4 * torch.randn_like(noisy[b, :, n:])
+    for b in range(6):
+        alone_spans: list[tuple[int, int] | None] = [None] * 6
+        alone_spans[b] = spans[b]
+        with decode_rows(alone_spans):
+            alone, _ = attention(module, query, noisy, value, None)
+        assert torch.equal(alone[b], together[b])
+        exact = torch.nn.functional.scaled_dot_product_attention(
+            query[b : b + 1], key[b : b + 1, :, : lengths[b]], value[b : b + 1, :, : lengths[b]]
+        )
+        torch.testing.assert_close(together[b : b + 1], exact.transpose(1, 2))
