@@ -44,7 +44,7 @@ import torch
 
 from .attention import bucket_end, decode_rows, enable_padding_invariant_attention
 from .errors import EngineFailure, EngineOverloaded, EngineStopped
-from .fast_decode import FastDecoder, unsupported_reason
+from .fast_decode import FastDecoder, PrefillCache, unsupported_reason
 from .invariance import CANDIDATES, measure_row_multiple
 from .kv_slots import KVSlots, SlotStep, make_slot_cache
 from .metrics import EngineMetrics
@@ -479,12 +479,17 @@ class BatchingEngine:
         out = self.model(input_ids=input_ids, use_cache=True, **kw)
         return out.logits[:, -1, :].float()
 
-    def _prefill_kv(self, prompt_ids: list[int]) -> tuple[_KV, torch.Tensor]:
+    def _prefill_kv(self, prompt_ids: list[int], fast: bool = True) -> tuple[_KV, torch.Tensor]:
         """The prompt's KV cache and last-position logits, computed alone (no padding)."""
         from transformers import DynamicCache
 
-        cache = DynamicCache()
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
+        if fast and self._fast is not None:
+            collected = PrefillCache()
+            positions = torch.arange(len(prompt_ids), device=self._device)[None, :]
+            logits = self._fast(ids, positions, collected, None)
+            return collected.layers, logits
+        cache = DynamicCache()
         extra: dict[str, Any] = {"logits_to_keep": 1} if self._logits_to_keep else {}
         logits = self._forward(ids, cache, **extra)
         return _cache_tensors(cache), logits
@@ -543,11 +548,20 @@ class BatchingEngine:
             self._tokens[i] = event.token_id
             events.append((seq, event))
 
+    def _same(self, reference: torch.Tensor, candidate: torch.Tensor) -> bool:
+        """Bit-identical in batch-invariant mode, within float noise otherwise."""
+        if reference.shape != candidate.shape:
+            return False
+        if self.batch_invariant:
+            return torch.equal(reference, candidate)
+        return torch.allclose(reference.float(), candidate.float(), rtol=2e-2, atol=2e-2)
+
     def _check_fast_decode(self) -> FastDecoder | None:
         """The fast decoder if it reproduces the model's own decode step here, else None.
 
-        Two sequences of different lengths and a filler row, one step each way over the same slots:
-        bit-identical logits in batch-invariant mode, within float noise otherwise.
+        Two prompts prefilled each way (logits, keys and values), then one decode step each way
+        over the same slots with a filler row: bit-identical in batch-invariant mode, within float
+        noise otherwise.
         """
         if not self.fast_decode or unsupported_reason(self.model) is not None:
             return None
@@ -557,7 +571,15 @@ class BatchingEngine:
         cache = make_slot_cache(slots)
         prompts = [[(7 * i + 3) % self.vocab_size for i in range(n)] for n in (5, 2)]
         try:
-            kvs = [self._prefill_kv(p)[0] for p in prompts]
+            kvs = []
+            for p in prompts:
+                kv, logits = self._prefill_kv(p, fast=False)
+                fast_kv, fast_logits = self._prefill_kv(p, fast=True)
+                pairs = [(logits, fast_logits)]
+                pairs += [(a, b) for x, y in zip(kv, fast_kv, strict=True) for a, b in zip(x, y, strict=True)]
+                if not all(self._same(a, b) for a, b in pairs):
+                    raise ValueError("fast prefill differs from the model's forward")
+                kvs.append(kv)
             width = -(-3 // self._row_multiple) * self._row_multiple
             tokens = [1, 2] + [0] * (width - 2)
             lengths: list[int | None] = [5, 2] + [None] * (width - 2)
@@ -572,13 +594,7 @@ class BatchingEngine:
             log.warning("fast decode check failed; decoding through the model's forward", exc_info=True)
             self._fast = None
             return None
-        reference, candidate = results
-        same = (
-            torch.equal(reference, candidate)
-            if self.batch_invariant
-            else torch.allclose(reference, candidate, rtol=2e-2, atol=2e-2)
-        )
-        if not same:
+        if not self._same(*results):
             log.warning("fast decode differs from the model's forward here; not used")
             self._fast = None
             return None

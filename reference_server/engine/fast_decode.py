@@ -1,4 +1,4 @@
-"""A lean decode step for Llama-architecture models: transformers' operations, without its per-call machinery.
+"""Lean prefill and decode steps for Llama-architecture models: transformers' operations, without its per-call machinery.
 
 On a small model a decode step is mostly Python: transformers' forward goes through decorators,
 output capturing, mask construction, config look-ups and ~45 module calls per step, about 1 ms on
@@ -111,26 +111,45 @@ class FastDecoder:
     def __call__(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
+        """Logits of the last position of each row; `cache.update` receives each layer's new keys.
+
+        Decode steps pass one token per row; a prefill passes one row of the whole prompt with no
+        mask, which the attention function (like transformers for an unpadded prompt) runs causal.
+        """
         attention = self._attention_function()
-        rows = input_ids.shape[0]
+        rows, length = input_ids.shape
         h = F.embedding(input_ids, self.embed.weight, self.embed.padding_idx)
         cos, sin = self.rotary(h, position_ids)
         for i, layer in enumerate(self.layers):
             residual = h
             x = _rms_norm(h, *layer.ln1)
-            q = F.linear(x, *layer.q).view(rows, 1, -1, layer.head_dim).transpose(1, 2)
-            k = F.linear(x, *layer.k).view(rows, 1, -1, layer.head_dim).transpose(1, 2)
-            v = F.linear(x, *layer.v).view(rows, 1, -1, layer.head_dim).transpose(1, 2)
+            q = F.linear(x, *layer.q).view(rows, length, -1, layer.head_dim).transpose(1, 2)
+            k = F.linear(x, *layer.k).view(rows, length, -1, layer.head_dim).transpose(1, 2)
+            v = F.linear(x, *layer.v).view(rows, length, -1, layer.head_dim).transpose(1, 2)
             q, k = self.apply_rotary(q, k, cos, sin)
             k, v = cache.update(k, v, i)
             out, _ = attention(layer.attn, q, k, v, attention_mask, dropout=0.0, scaling=layer.scaling)
-            out = out.reshape(rows, 1, -1).contiguous()
+            out = out.reshape(rows, length, -1).contiguous()
             h = residual + F.linear(out, *layer.o)
             residual = h
             x = _rms_norm(h, *layer.ln2)
             h = residual + F.linear(F.silu(F.linear(x, *layer.gate)) * F.linear(x, *layer.up), *layer.down)
         h = _rms_norm(h, *self.norm)
-        return F.linear(h, *self.lm_head)[:, -1, :].float()
+        return F.linear(h[:, -1:, :], *self.lm_head)[:, -1, :].float()  # like logits_to_keep=1
 
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "FastDecoder", "unsupported_reason"]
+class PrefillCache:
+    """What a prefill's `cache.update` calls need: keep each layer's keys and values as they come."""
+
+    def __init__(self) -> None:
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        assert layer_idx == len(self.layers), "layers arrive in order"
+        self.layers.append((key_states, value_states))
+        return key_states, value_states
+
+
+__all__ = ["SUPPORTED_MODEL_TYPES", "FastDecoder", "PrefillCache", "unsupported_reason"]

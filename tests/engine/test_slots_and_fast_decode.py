@@ -243,3 +243,16 @@ def _check_bucket_invariance(attention: Any, bucket_end: Any, decode_rows: Any) 
             query[b : b + 1], key[b : b + 1, :, : lengths[b]], value[b : b + 1, :, : lengths[b]]
         )
         torch.testing.assert_close(together[b : b + 1], exact.transpose(1, 2))
+
+
+def test_a_fast_path_that_differs_is_not_used(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = FastDecoder.__call__
+
+    def off_by_a_bit(self: FastDecoder, *args: Any) -> Any:
+        return real(self, *args) + 1e-6
+
+    monkeypatch.setattr(FastDecoder, "__call__", off_by_a_bit)
+    engine = BatchingEngine(model, eos_token_ids=frozenset(), context_length=CONTEXT, model_id="m")
+    with torch.inference_mode():
+        assert engine._check_fast_decode() is None
+    assert engine._fast is None
