@@ -4,6 +4,10 @@
     python -m bench --short                          # CI: concurrency 1 8, few requests, max_tokens 16
     python -m bench --device cuda --model-size 1b    # GPU: ~1B random Llama, bandwidth limit, 64 streams
 
+The single-stream comparison (server c1 against raw generate b=1, and the engine in process) runs in
+paired rounds while the server is up: each round measures them back to back, order alternating, and
+a ratio is the median of the per-round ratios (`--rounds`, default 5; --short 3).
+
 Prints a table (rich) and writes JSON (`--out NAME` -> bench/results/NAME.json, or a path).
 Nothing here asserts a timing: ratios are printed with PASS/MISS against the targets of issue 7.
 """
@@ -20,11 +24,12 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.stats import RatioCheck, safe_ratio
+from bench.paired import PairedRounds, Sample, pair_key, run_paired_rounds
+from bench.stats import RatioCheck, safe_ratio, spread
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -59,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "what the engine picks for small models (2 threads are 10x slower on a busy 2-core box)")
     p.add_argument("--level-budget", type=float, default=120.0,
                    help="seconds after which a level starts no new request (default 120; 0: none)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="paired rounds of the single-stream comparison: raw generate b=1, engine c1 and server "
+                   "c1 back to back, order alternating; ratios are medians of per-round ratios (default 5; "
+                   "--short: 3)")
     p.add_argument("--short", action="store_true", help="CI mode: small counts, peer only if it starts")
     p.add_argument("--no-peer", action="store_true", help="skip `transformers serve`")
     p.add_argument("--peer-modes", nargs="+", choices=sorted(PEER_MODES), default=None,
@@ -80,6 +89,10 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     args.concurrency = sorted(set(args.concurrency))
     if any(c < 1 for c in args.concurrency):
         raise SystemExit("python -m bench: --concurrency levels must be >= 1")
+    if args.rounds is None:
+        args.rounds = 3 if args.short else 5
+    if args.rounds < 1:
+        raise SystemExit("python -m bench: --rounds must be >= 1")
     if args.max_tokens is None:
         args.max_tokens = 16 if args.short else (128 if args.model_size == "1b" else 64)
     if args.max_batch is None:
@@ -167,19 +180,32 @@ def resolve_model_dir(args: argparse.Namespace) -> tuple[str, str]:
 # --------------------------------------------------------------------------- phases
 
 
-def phase_raw(args: argparse.Namespace, spec: str, report: dict[str, Any]) -> None:
-    import torch
-
+def single_prompts(args: argparse.Namespace) -> list[str]:
+    """The single-stream workload: the prompts the server's c1 level sends, in the same order."""
     from bench.loadgen import PROMPTS
-    from bench.raw import raw_generate
+
+    return [PROMPTS[i % len(PROMPTS)] for i in range(requests_for(args, 1))]
+
+
+def load_bench_model(args: argparse.Namespace, spec: str) -> Any:
+    """The model for raw generate and the in-process engine, loaded once in this process."""
     from reference_server.model.loader import load_model
 
     loaded = load_model(spec, device=args.device, dtype=args.dtype)
+    # As the server does after loading: torch/transformers leave hundreds of thousands of long-lived
+    # objects, and a full collection over them (~200 ms) would land in a random measurement.
+    gc.collect()
+    gc.freeze()
+    return loaded
+
+
+def phase_raw(args: argparse.Namespace, loaded: Any, report: dict[str, Any]) -> None:
+    """Raw generate at the batched levels and the engine at concurrency > 1 (the single stream is
+    measured in paired rounds, see `run_single_stream`), and on CUDA the bandwidth figures."""
+    from bench.loadgen import PROMPTS
+    from bench.raw import raw_generate
+
     raw: dict[str, Any] = {}
-    n1 = requests_for(args, 1)
-    prompts1 = [PROMPTS[i % len(PROMPTS)] for i in range(n1)]
-    _log(args, f"raw generate, batch 1, {n1} sequences x {args.max_tokens} tokens")
-    raw["b1"] = raw_generate(loaded, prompts1, batch=1, max_new_tokens=args.max_tokens).summary()
     for c in args.concurrency:
         if c == 1:
             continue
@@ -189,10 +215,13 @@ def phase_raw(args: argparse.Namespace, spec: str, report: dict[str, Any]) -> No
             raw[f"b{c}"] = raw_generate(loaded, prompts, batch=c, max_new_tokens=args.max_tokens).summary()
         except Exception as exc:  # noqa: BLE001 - e.g. OOM on a big batch: keep going
             raw[f"b{c}"] = {"error": f"{type(exc).__name__}: {exc}"}
+    report["raw"] = raw
     from bench.engine_direct import engine_direct
 
     eng: dict[str, Any] = {}
     for c in args.concurrency:
+        if c == 1:
+            continue
         n = requests_for(args, c)
         _log(args, f"engine in-process (no HTTP), concurrency {c}, {n} requests")
         try:
@@ -217,19 +246,144 @@ def phase_raw(args: argparse.Namespace, spec: str, report: dict[str, Any]) -> No
                 g[name] = {"tokens_per_s": rate, "fraction_of_limit": rate / g["bandwidth_limit_tokens_per_s"]}
             except Exception as exc:  # noqa: BLE001
                 g[name] = {"error": f"{type(exc).__name__}: {exc}"}
-    report["raw"] = raw
-    del loaded
+
+
+def release_bench_model(args: argparse.Namespace) -> None:
+    """After the last in-process measurement: let the collector see (and free) the model, refreeze."""
+    gc.unfreeze()
     gc.collect()
-    if args.device == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    gc.freeze()
+    if args.device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
-async def _load_levels(args: argparse.Namespace, base_url: str, pid: int, label: str,
-                       extra_body: dict[str, Any], health_url: str | None) -> dict[str, Any]:
-    import httpx
+ServerHandle = tuple[str, int, str]  # (base_url, pid, model id)
 
+
+def single_stream_measures(args: argparse.Namespace, loaded: Any, stock_attn: str | None,
+                           server: ServerHandle | None) -> dict[str, Callable[[], Sample]]:
+    """One callable per system for a paired round, all on the same prompts and max_tokens."""
+    prompts = single_prompts(args)
+    measures: dict[str, Callable[[], Sample]] = {}
+    if loaded is not None:
+        from bench.engine_direct import engine_run
+        from bench.raw import raw_generate, stock_attention
+
+        def raw() -> Sample:
+            with stock_attention(loaded.model, stock_attn):
+                r = raw_generate(loaded, prompts, batch=1, max_new_tokens=args.max_tokens)
+            return Sample(r.tokens_per_s, r.wall_s, detail=r)
+
+        measures["raw"] = raw
+        if 1 in args.concurrency:
+
+            def engine() -> Sample:
+                r = engine_run(loaded, prompts, concurrency=1, max_tokens=args.max_tokens,
+                               max_batch=args.max_batch)
+                return Sample(r.tokens_per_s, r.wall_s, detail=r)
+
+            measures["engine"] = engine
+    if server is not None and 1 in args.concurrency:
+        from bench.loadgen import run_load
+        from bench.servers import MemoryWatcher
+
+        url, pid, model = server
+
+        def server_c1() -> Sample:
+            with MemoryWatcher(pid, gpu=args.device == "cuda") as mem:
+                res = asyncio.run(run_load(url, model, concurrency=1, requests=len(prompts),
+                                           max_tokens=args.max_tokens, extra_body={"ignore_eos": True},
+                                           label="server", budget_s=args.level_budget or None))
+            res.peak_rss_bytes = mem.peak_rss
+            res.gpu_peak_bytes = mem.peak_gpu
+            error = res.errors[0] if res.errors else None
+            return Sample(None if error else res.tokens_per_s, res.wall_s, error=error, detail=res)
+
+        measures["server"] = server_c1
+    return measures
+
+
+def with_round_stats(summary: dict[str, Any], st: dict[str, float | None]) -> dict[str, Any]:
+    """A pooled summary whose tokens_per_s is the median over the rounds (pooled figure kept aside)."""
+    summary["tokens_per_s_pooled"] = summary.get("tokens_per_s")
+    summary["tokens_per_s"] = st["median"]
+    summary["tokens_per_s_min"] = st["min"]
+    summary["tokens_per_s_max"] = st["max"]
+    summary["paired_rounds"] = st["n"]
+    return summary
+
+
+def record_single_stream(args: argparse.Namespace, paired: PairedRounds, report: dict[str, Any]) -> dict[str, Any]:
+    """Write the rounds under report["single_stream"], the pooled raw b1 and engine c1 entries under
+    "raw"/"engine"; return the server's c1 entry ({} if the server was not measured).
+
+    Each entry pools every request of every round (TTFT/ITL percentiles, totals), except tokens_per_s
+    (and requests_per_s for the server): the median over the rounds, with min and max beside it.
+    """
+    from bench.engine_direct import EngineResult
+    from bench.loadgen import LoadResult
+    from bench.raw import RawResult
+
+    st = paired.tokens_per_s_stats()
+    report["single_stream"] = {"rounds_requested": args.rounds, "requests": requests_for(args, 1),
+                               "max_tokens": args.max_tokens, **paired.as_dict()}
+
+    def first_error(system: str) -> str:
+        errors = [r.samples[system].error for r in paired.rounds if system in r.samples]
+        return next((e for e in errors if e), "no round produced a figure")
+
+    if "raw" in paired.systems:
+        raws = paired.details("raw")
+        b1 = (with_round_stats(RawResult.pooled(raws).summary(), st["raw"]) if raws
+              else {"error": first_error("raw")})
+        report["raw"] = {"b1": b1, **(report.get("raw") or {})}
+    if "engine" in paired.systems:
+        engs = paired.details("engine")
+        c1 = (with_round_stats(EngineResult.pooled(engs).summary(), st["engine"]) if engs
+              else {"error": first_error("engine")})
+        report["engine"] = {"c1": c1, **(report.get("engine") or {})}
+    if "server" not in paired.systems:
+        return {}
+    loads: list[LoadResult] = paired.details("server")
+    if not loads:
+        return {"error": first_error("server"), "errors": len(paired.rounds)}
+    pooled = LoadResult("server", 1, sum(r.requests for r in loads), args.max_tokens,
+                        sum(r.wall_s for r in loads), [x for r in loads for x in r.results])
+    rss = [r.peak_rss_bytes for r in loads if r.peak_rss_bytes is not None]
+    gpu = [r.gpu_peak_bytes for r in loads if r.gpu_peak_bytes is not None]
+    pooled.peak_rss_bytes = max(rss) if rss else None
+    pooled.gpu_peak_bytes = max(gpu) if gpu else None
+    summary = with_round_stats(pooled.summary(), st["server"])
+    summary["requests_per_s_pooled"] = summary.get("requests_per_s")
+    summary["requests_per_s"] = spread(None if r.errors else r.requests_per_s for r in loads)["median"]
+    return summary
+
+
+def run_single_stream(args: argparse.Namespace, report: dict[str, Any], loaded: Any, stock_attn: str | None,
+                      server: ServerHandle | None) -> dict[str, Any]:
+    """The paired rounds (see bench/paired.py); returns the server's pooled c1 entry ({} without one)."""
+    measures = single_stream_measures(args, loaded, stock_attn, server)
+    if not measures:
+        return {}
+    _log(args, f"single stream: {args.rounds} paired rounds of {', '.join(measures)}, "
+               f"{requests_for(args, 1)} requests x {args.max_tokens} tokens each")
+    from bench.servers import OtherCpu
+
+    pids = [os.getpid()] + ([server[1]] if server is not None else [])
+    paired = run_paired_rounds(args.rounds, measures, probe=lambda: OtherCpu(pids), log=lambda m: _log(args, m))
+    for key, st in paired.ratio_stats().items():
+        if st["n"]:
+            _log(args, f"single stream {key}: median {st['median']:.2f} ({st['min']:.2f}..{st['max']:.2f}, "
+                       f"{st['n']} rounds)")
+    return record_single_stream(args, paired, report)
+
+
+async def _warm_up(args: argparse.Namespace, base_url: str, label: str, extra_body: dict[str, Any]) -> str:
+    """The served model's id, after two short requests (the first ones pay for lazy initialisation)."""
     from bench.loadgen import first_model, run_load
-    from bench.servers import MemoryWatcher
 
     model = await first_model(base_url)
     # Warm up: the first requests pay for lazy initialisation (peer CB manager, allocator, caches).
@@ -237,8 +391,27 @@ async def _load_levels(args: argparse.Namespace, base_url: str, pid: int, label:
                           extra_body=extra_body, label="warmup")
     if not warm.ok:
         raise RuntimeError(f"{label}: warm-up requests failed: {warm.errors[:1]}")
+    return model
+
+
+async def _health(health_url: str) -> Any:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+            return (await client.get(health_url)).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def _load_levels(args: argparse.Namespace, base_url: str, pid: int, label: str, model: str,
+                       extra_body: dict[str, Any], health_url: str | None,
+                       concurrency: Sequence[int]) -> dict[str, Any]:
+    from bench.loadgen import run_load
+    from bench.servers import MemoryWatcher
+
     levels: dict[str, Any] = {}
-    for c in args.concurrency:
+    for c in concurrency:
         n = requests_for(args, c)
         _log(args, f"{label}: concurrency {c}, {n} requests x {args.max_tokens} tokens")
         with MemoryWatcher(pid, gpu=args.device == "cuda") as mem:
@@ -248,24 +421,40 @@ async def _load_levels(args: argparse.Namespace, base_url: str, pid: int, label:
         res.gpu_peak_bytes = mem.peak_gpu
         summary = res.summary()
         if health_url:
-            try:
-                async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
-                    summary["health"] = (await client.get(health_url)).json()
-            except (httpx.HTTPError, ValueError):
-                pass
+            health = await _health(health_url)
+            if health is not None:
+                summary["health"] = health
         levels[f"c{c}"] = summary
     return levels
 
 
-def phase_server(args: argparse.Namespace, spec: str, report: dict[str, Any]) -> None:
+async def _warm_and_levels(args: argparse.Namespace, base_url: str, pid: int, label: str,
+                           extra_body: dict[str, Any], health_url: str | None) -> dict[str, Any]:
+    model = await _warm_up(args, base_url, label, extra_body)
+    return await _load_levels(args, base_url, pid, label, model, extra_body, health_url, args.concurrency)
+
+
+def phase_server(args: argparse.Namespace, spec: str, report: dict[str, Any], loaded: Any = None,
+                 stock_attn: str | None = None) -> None:
+    """The reference server: paired single-stream rounds (with raw generate and the engine when
+    `loaded` is given), then the other concurrency levels, one measurement each."""
     from bench.servers import reference_server
 
     _log(args, f"starting the reference server ({spec}, {args.device}, max_batch {args.max_batch})")
+    extra = {"ignore_eos": True}
     with reference_server(spec, device=args.device, max_batch=args.max_batch, dtype=args.dtype) as (url, pid):
-        root = url.rsplit("/v1", 1)[0]
-        report["server"] = asyncio.run(
-            _load_levels(args, url, pid, "server", {"ignore_eos": True}, f"{root}/health")
-        )
+        health_url = f"{url.rsplit('/v1', 1)[0]}/health"
+        model = asyncio.run(_warm_up(args, url, "server", extra))
+        server: dict[str, Any] = {}
+        c1 = run_single_stream(args, report, loaded, stock_attn, (url, pid, model))
+        if c1:
+            health = asyncio.run(_health(health_url))
+            if health is not None:
+                c1["health"] = health
+            server["c1"] = c1
+        rest = [c for c in args.concurrency if c != 1]
+        server.update(asyncio.run(_load_levels(args, url, pid, "server", model, extra, health_url, rest)))
+        report["server"] = server
 
 
 def peer_extra_body(max_tokens: int) -> dict[str, Any]:
@@ -284,8 +473,8 @@ def phase_peer(args: argparse.Namespace, folder: str, report: dict[str, Any]) ->
         _log(args, f"starting transformers serve ({mode})")
         try:
             with peer_server(folder, device=args.device, continuous_batching=cb) as (url, pid):
-                peers[mode] = asyncio.run(_load_levels(args, url, pid, mode, peer_extra_body(args.max_tokens),
-                                                       None))
+                peers[mode] = asyncio.run(_warm_and_levels(args, url, pid, mode,
+                                                           peer_extra_body(args.max_tokens), None))
         except (ServerStartError, RuntimeError, OSError) as exc:
             peers[mode] = {"error": str(exc)[-3000:]}
             _log(args, f"{mode} unavailable: {str(exc)[-500:]}")
@@ -311,14 +500,26 @@ def _tps(section: dict[str, Any] | None, level: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def paired_check(report: dict[str, Any], name: str, numerator: str, denominator: str, fallback: float | None,
+                 target: float) -> RatioCheck:
+    """`name` from the paired single-stream rounds: the median of the per-round `numerator / denominator`
+    ratios (bench/2), or `fallback` (a ratio of two single measurements) when the run has no rounds."""
+    labels = {"server": "server c1 tok/s", "engine": "engine c1 tok/s", "raw": "raw generate b=1 tok/s"}
+    st = ((report.get("single_stream") or {}).get("ratios") or {}).get(pair_key(numerator, denominator))
+    if st is None:
+        return RatioCheck(name, labels[numerator], labels[denominator], fallback, target)
+    return RatioCheck(name, labels[numerator], f"{labels[denominator]}, same round", st.get("median"), target,
+                      st.get("min"), st.get("max"), int(st.get("n") or 0))
+
+
 def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[RatioCheck]:
     server = report.get("server")
     raw = report.get("raw") or {}
     top = max(args.concurrency)
     checks: list[RatioCheck] = []
     raw_b1 = (raw.get("b1") or {}).get("tokens_per_s")
-    checks.append(RatioCheck("server_single / raw_generate_single", "server c1 tok/s", "raw generate b=1 tok/s",
-                             safe_ratio(_tps(server, "c1"), raw_b1), TARGET_SINGLE_VS_RAW))
+    checks.append(paired_check(report, "server_single / raw_generate_single", "server", "raw",
+                               safe_ratio(_tps(server, "c1"), raw_b1), TARGET_SINGLE_VS_RAW))
     ref = 32 if 32 in args.concurrency else top
     if ref != 1:  # with a single level only the overhead ratio means anything
         peer_vals: list[tuple[str, float]] = []
@@ -350,9 +551,14 @@ def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[Rat
                                      safe_ratio(_tps(server, "c64"), _tps(server, "c1")), TARGET_GPU_C64_VS_C1))
     # Informational (no target): where the time goes. engine = BatchingEngine in-process, no HTTP.
     eng = report.get("engine") or {}
-    checks.append(RatioCheck("engine_c1 / raw_generate_single", "engine c1 tok/s", "raw generate b=1 tok/s",
-                             safe_ratio((eng.get("c1") or {}).get("tokens_per_s"), raw_b1), 0.0))
+    checks.append(paired_check(report, "engine_c1 / raw_generate_single", "engine", "raw",
+                               safe_ratio((eng.get("c1") or {}).get("tokens_per_s"), raw_b1), 0.0))
     for c in args.concurrency:
+        if c == 1:
+            checks.append(paired_check(report, "server_c1 / engine_c1", "server", "engine",
+                                       safe_ratio(_tps(server, "c1"), (eng.get("c1") or {}).get("tokens_per_s")),
+                                       0.0))
+            continue
         checks.append(RatioCheck(f"server_c{c} / engine_c{c}", f"server c{c} tok/s", f"engine c{c} tok/s",
                                  safe_ratio(_tps(server, f"c{c}"), (eng.get(f"c{c}") or {}).get("tokens_per_s")),
                                  0.0))
@@ -371,7 +577,7 @@ def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[Rat
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
-        "schema": "bench/1",
+        "schema": "bench/2",
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "args": {k: v for k, v in vars(args).items() if k != "quiet"},
         "machine": machine_info(args.device),
@@ -380,15 +586,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, folder = resolve_model_dir(args)
     report["model"] = {"spec": spec, "folder": folder}
+    loaded: Any = None
+    stock_attn: str | None = None
     if not args.no_raw:
         try:
-            phase_raw(args, spec, report)
+            from bench.raw import attn_implementation
+
+            loaded = load_bench_model(args, spec)
+            stock_attn = attn_implementation(loaded.model)  # before an engine switches it
+            phase_raw(args, loaded, report)
         except Exception as exc:  # noqa: BLE001 - report and carry on with the other phases
             report["raw"] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
+            loaded = None
     try:
-        phase_server(args, spec, report)
+        phase_server(args, spec, report, loaded, stock_attn)
     except Exception as exc:  # noqa: BLE001
         report["server"] = {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
+    if "single_stream" not in report and loaded is not None:
+        # No server (or it failed before its rounds): still measure raw generate and the engine in rounds.
+        _log(args, "single stream without the server")
+        try:
+            run_single_stream(args, report, loaded, stock_attn, None)
+        except Exception as exc:  # noqa: BLE001
+            report.setdefault("raw", {})["b1"] = {"error": f"{type(exc).__name__}: {exc}"}
+    loaded = None
+    release_bench_model(args)
     if not args.no_peer:
         phase_peer(args, folder, report)
     if not args.no_suite:

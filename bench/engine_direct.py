@@ -8,13 +8,51 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.stats import safe_ratio, summarize
 
 
+@dataclass
+class EngineResult:
+    concurrency: int
+    requests: int
+    completion_tokens: int
+    wall_s: float
+    ttfts: list[float] = field(default_factory=list)
+    itls: list[float] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return safe_ratio(float(self.completion_tokens), self.wall_s)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "completion_tokens": self.completion_tokens,
+            "wall_s": self.wall_s,
+            "tokens_per_s": self.tokens_per_s,
+            "requests_per_s": safe_ratio(float(self.requests), self.wall_s),
+            "ttft_s": summarize(self.ttfts),
+            "itl_s": summarize(self.itls),
+            "engine": self.metrics,
+        }
+
+    @classmethod
+    def pooled(cls, results: list[EngineResult]) -> EngineResult:
+        """All requests of several runs as one sample (times add up; the last run's engine metrics)."""
+        if not results:
+            raise ValueError("no engine results to pool")
+        return cls(results[0].concurrency, sum(r.requests for r in results),
+                   sum(r.completion_tokens for r in results), sum(r.wall_s for r in results),
+                   [x for r in results for x in r.ttfts], [x for r in results for x in r.itls], results[-1].metrics)
+
+
 async def _run(loaded: Any, prompts: list[list[int]], concurrency: int, max_tokens: int,
-               max_batch: int) -> dict[str, Any]:
+               max_batch: int) -> EngineResult:
     from reference_server.engine.batching import BatchingEngine
     from reference_server.engine.types import SamplingParams
 
@@ -53,22 +91,18 @@ async def _run(loaded: Any, prompts: list[list[int]], concurrency: int, max_toke
         metrics = engine.metrics().as_dict()
     finally:
         await engine.stop()
-    tokens = sum(counts)
-    return {
-        "concurrency": concurrency,
-        "requests": len(prompts),
-        "completion_tokens": tokens,
-        "wall_s": wall,
-        "tokens_per_s": safe_ratio(float(tokens), wall),
-        "requests_per_s": safe_ratio(float(len(prompts)), wall),
-        "ttft_s": summarize(ttfts),
-        "itl_s": summarize(itls),
-        "engine": metrics,
-    }
+    return EngineResult(concurrency, len(prompts), sum(counts), wall, ttfts, itls, metrics)
+
+
+def engine_run(loaded: Any, prompt_texts: list[str], *, concurrency: int, max_tokens: int,
+               max_batch: int) -> EngineResult:
+    """A fresh engine on `loaded` (started, warmed up with two requests, stopped after), one closed-loop run."""
+    tok = loaded.tokenizer
+    prompts = [list(tok(p)["input_ids"]) for p in prompt_texts]
+    return asyncio.run(_run(loaded, prompts, concurrency, max_tokens, max_batch))
 
 
 def engine_direct(loaded: Any, prompt_texts: list[str], *, concurrency: int, max_tokens: int,
                   max_batch: int) -> dict[str, Any]:
-    tok = loaded.tokenizer
-    prompts = [list(tok(p)["input_ids"]) for p in prompt_texts]
-    return asyncio.run(_run(loaded, prompts, concurrency, max_tokens, max_batch))
+    return engine_run(loaded, prompt_texts, concurrency=concurrency, max_tokens=max_tokens,
+                      max_batch=max_batch).summary()

@@ -42,6 +42,15 @@ class RawResult:
             "peak_gpu_bytes": self.peak_gpu_bytes,
         }
 
+    @classmethod
+    def pooled(cls, results: list[RawResult]) -> RawResult:
+        """Several runs as one sample: tokens and times add up, the highest GPU peak."""
+        if not results:
+            raise ValueError("no raw results to pool")
+        peaks = [r.peak_gpu_bytes for r in results if r.peak_gpu_bytes is not None]
+        return cls(results[0].label, results[0].batch, sum(r.sequences for r in results),
+                   sum(r.new_tokens for r in results), sum(r.wall_s for r in results), max(peaks) if peaks else None)
+
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -73,6 +82,29 @@ def no_eos(model: Any, cfg: Any) -> Iterator[None]:
         yield
     finally:
         model.generation_config = saved
+
+
+def attn_implementation(model: Any) -> str | None:
+    return getattr(getattr(model, "config", None), "_attn_implementation", None)
+
+
+@contextlib.contextmanager
+def stock_attention(model: Any, implementation: str | None) -> Iterator[None]:
+    """Run the block with `model` on attention `implementation` (what it loaded with), then switch back.
+
+    The engine switches the model it is given to its own padding-invariant attention (which defers
+    to SDPA outside its decode steps, at the cost of a Python call per layer); raw generate sharing
+    that model object in this process must measure the model as loaded.
+    """
+    current = attn_implementation(model)
+    switch = implementation is not None and current is not None and current != implementation
+    if switch:
+        model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(current)
 
 
 def raw_generate(

@@ -7,6 +7,15 @@ from typing import Any
 from bench.stats import fmt_bytes, fmt_ms, fmt_num, fmt_ratio
 
 
+def tps_cell(s: dict[str, Any]) -> str:
+    """tok/s of a level: '612.3', or for one measured in paired rounds '612.3 (540..650)' (median, min..max)."""
+    text = fmt_num(s.get("tokens_per_s"))
+    lo, hi = s.get("tokens_per_s_min"), s.get("tokens_per_s_max")
+    if lo is not None and hi is not None and (s.get("paired_rounds") or 0) > 1:
+        text += f" ({fmt_num(lo, 0)}..{fmt_num(hi, 0)})"
+    return text
+
+
 def level_rows(report: dict[str, Any]) -> list[list[str]]:
     """One row per (system, concurrency): the columns of `COLUMNS`."""
     rows: list[list[str]] = []
@@ -24,7 +33,7 @@ def level_rows(report: dict[str, Any]) -> list[list[str]]:
             rows.append([
                 name,
                 level.removeprefix("c"),
-                fmt_num(s.get("tokens_per_s")),
+                tps_cell(s),
                 fmt_num(s.get("requests_per_s"), 2),
                 fmt_ms(ttft.get("p50")),
                 fmt_ms(ttft.get("p95")),
@@ -39,14 +48,14 @@ def level_rows(report: dict[str, Any]) -> list[list[str]]:
             rows.append(["engine (no HTTP)", level.removeprefix("c"), "error", "-", "-", "-", "-", "-", "-", "-", "1"])
             continue
         ttft, itl = s.get("ttft_s") or {}, s.get("itl_s") or {}
-        rows.append(["engine (no HTTP)", level.removeprefix("c"), fmt_num(s.get("tokens_per_s")),
+        rows.append(["engine (no HTTP)", level.removeprefix("c"), tps_cell(s),
                      fmt_num(s.get("requests_per_s"), 2), fmt_ms(ttft.get("p50")), fmt_ms(ttft.get("p95")),
                      fmt_ms(itl.get("p50")), fmt_ms(itl.get("p95")), "-",
                      fmt_num((s.get("completion_tokens") or 0) / max(1, s.get("requests") or 1), 1), "0"])
     raw = report.get("raw") or {}
     if "error" not in raw:
         for level, s in raw.items():
-            rows.append(["raw generate", level.removeprefix("b"), fmt_num(s.get("tokens_per_s")), "-", "-", "-",
+            rows.append(["raw generate", level.removeprefix("b"), tps_cell(s), "-", "-", "-",
                          "-", "-", fmt_bytes(s.get("peak_gpu_bytes")),
                          fmt_num((s.get("new_tokens") or 0) / max(1, s.get("sequences") or 1), 1),
                          "1" if "error" in s else "0"])
@@ -57,12 +66,53 @@ COLUMNS = ["system", "conc.", "tok/s", "req/s", "TTFT p50 ms", "TTFT p95 ms", "I
            "peak mem", "tok/req", "errors"]
 
 
+def ratio_cell(r: dict[str, Any]) -> str:
+    """'0.85x', or for a median of per-round ratios '0.85x (median of 5: 0.71..0.98)'."""
+    text = fmt_ratio(r.get("value"))
+    n = r.get("rounds")
+    if n and r.get("value") is not None:
+        text += (f" (median of {n}: {r['min']:.2f}..{r['max']:.2f})" if n > 1 else " (1 round)")
+    return text
+
+
 def ratio_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in report.get("ratios") or []:
         target = r["target"] or None
-        rows.append([r["name"], fmt_ratio(r["value"]), f">= {target:g}" if target else "(info)",
+        rows.append([r["name"], ratio_cell(r), f">= {target:g}" if target else "(info)",
                      r["verdict"] if target else "-"])
+    return rows
+
+
+SYSTEM_TITLES = {"raw": "raw b=1 tok/s", "engine": "engine c1 tok/s", "server": "server c1 tok/s"}
+
+
+def rounds_columns(report: dict[str, Any]) -> list[str]:
+    single = report.get("single_stream") or {}
+    systems = [SYSTEM_TITLES.get(x, f"{x} tok/s") for x in single.get("systems") or []]
+    others = "/".join(single.get("systems") or [])
+    return ["round", "order", *systems, *(single.get("ratios") or {}), f"other CPU, cores ({others})"]
+
+
+def rounds_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The paired single-stream rounds (bench/2), then their median, min and max; [] for older runs."""
+    single = report.get("single_stream") or {}
+    systems: list[str] = single.get("systems") or []
+    pairs: list[str] = list(single.get("ratios") or {})
+    if not single.get("rounds"):
+        return []
+    rows = []
+    for r in single["rounds"]:
+        tps, ratios = r.get("tokens_per_s") or {}, r.get("ratios") or {}
+        other = r.get("other_cpu_cores") or {}
+        rows.append([str(r.get("round")), " > ".join(r.get("order") or []),
+                     *(fmt_num(tps.get(x)) if tps.get(x) is not None else "error" for x in systems),
+                     *(fmt_ratio(ratios.get(k)) for k in pairs),
+                     "/".join(fmt_num(other.get(x), 2) for x in systems) if other else "-"])
+    stats, rstats = single.get("tokens_per_s") or {}, single.get("ratios") or {}
+    for what in ("median", "min", "max"):
+        rows.append([what, "-", *(fmt_num((stats.get(x) or {}).get(what)) for x in systems),
+                     *(fmt_ratio((rstats.get(k) or {}).get(what)) for k in pairs), "-"])
     return rows
 
 
@@ -112,6 +162,14 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"model: {a.get('model') or a.get('model_size')} on {a.get('device')}; max_tokens {a.get('max_tokens')}, "
         f"greedy, EOS ignored; threads {a.get('threads') or 'default'}; load average start {report.get('loadavg_start')} end {report.get('loadavg_end')}",
     ]
+    single = report.get("single_stream") or {}
+    if single.get("rounds"):
+        lines.append(
+            f"single stream ({', '.join(SYSTEM_TITLES.get(x, x).removesuffix(' tok/s') for x in single.get('systems') or [])}): "
+            f"{len(single['rounds'])} paired rounds of "
+            f"{single.get('requests')} requests x {single.get('max_tokens')} tokens, back to back, order reversed "
+            "every other round; their tok/s are medians (min..max over the rounds), their ratios medians of "
+            "the per-round ratios")
     for mode, sec in (report.get("peer") or {}).items():
         if "error" in sec:
             lines.append(f"{mode}: unavailable: {sec['error'].strip().splitlines()[-1][:300]}")
@@ -141,6 +199,13 @@ def print_report(report: dict[str, Any]) -> None:
     for row in ratio_rows(report):
         rt.add_row(*row)
     console.print(rt)
+    if rounds_rows(report):
+        pt = Table(title="Single stream: paired rounds (each ratio within one round)")
+        for col in rounds_columns(report):
+            pt.add_column(col, justify="left" if col in ("round", "order") else "right")
+        for row in rounds_rows(report):
+            pt.add_row(*row)
+        console.print(pt)
     if gpu_rows(report):
         gt = Table(title="GPU: batch-1 decode against the memory-bandwidth limit")
         gt.add_column("figure")
@@ -167,6 +232,8 @@ def markdown(report: dict[str, Any]) -> str:
 
     parts = ["\n".join(f"- {line}" for line in header_lines(report)), table(COLUMNS, level_rows(report)),
              table(["ratio", "value", "target", "verdict"], ratio_rows(report))]
+    if rounds_rows(report):
+        parts.append(table(rounds_columns(report), rounds_rows(report)))
     if gpu_rows(report):
         parts.append(table(["figure", "value"], gpu_rows(report)))
     if suite_rows(report):

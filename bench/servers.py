@@ -186,3 +186,54 @@ class MemoryWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._sample()
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """user + system CPU seconds of a process and its live children (0 when it is gone)."""
+    import psutil
+
+    total = 0.0
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _busy_cpu_s() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(sum(t)) - t.idle - getattr(t, "iowait", 0.0)
+
+
+class OtherCpu:
+    """CPU used by processes other than `pids` (with their children) over a block, in cores.
+
+    Machine-wide busy CPU time (psutil) minus that of the measured processes, divided by the wall
+    time: 0.0 on a quiet machine, 1.0 when other processes kept one core busy throughout. Clock-tick
+    resolution (10 ms), so a short block reads coarse; it tells a disturbed measurement from a quiet one.
+    """
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.cores: float | None = None
+        self._start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _own(self) -> float:
+        return sum(_tree_cpu_s(pid) for pid in self.pids)
+
+    def __enter__(self) -> OtherCpu:
+        self._start = (time.perf_counter(), _busy_cpu_s(), self._own())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        t0, busy0, own0 = self._start
+        wall = time.perf_counter() - t0
+        other = (_busy_cpu_s() - busy0) - (self._own() - own0)
+        self.cores = max(0.0, other / wall) if wall > 0 else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,15 +37,33 @@ def safe_ratio(numerator: float | None, denominator: float | None) -> float | No
     return numerator / denominator
 
 
+def spread(values: Iterable[float | None]) -> dict[str, float | None]:
+    """median/min/max/n of the values that are not None (a round that failed gives None)."""
+    data = [float(v) for v in values if v is not None and not math.isnan(v)]
+    return {
+        "median": statistics.median(data) if data else None,
+        "min": min(data) if data else None,
+        "max": max(data) if data else None,
+        "n": len(data),
+    }
+
+
 @dataclass(frozen=True)
 class RatioCheck:
-    """A ratio measured in one run, against a target (ratio >= target is a PASS)."""
+    """A ratio measured in one run, against a target (ratio >= target is a PASS).
+
+    For a ratio taken over paired rounds, `value` is the median of the per-round ratios and
+    `low`/`high`/`rounds` their spread (min, max) and how many rounds gave one.
+    """
 
     name: str
     numerator: str
     denominator: str
     value: float | None
     target: float
+    low: float | None = None
+    high: float | None = None
+    rounds: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -53,7 +72,7 @@ class RatioCheck:
         return "PASS" if self.value >= self.target else "MISS"
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "name": self.name,
             "numerator": self.numerator,
             "denominator": self.denominator,
@@ -61,6 +80,9 @@ class RatioCheck:
             "target": self.target,
             "verdict": self.verdict,
         }
+        if self.rounds is not None:
+            out.update(min=self.low, max=self.high, rounds=self.rounds)
+        return out
 
 
 def fmt_ratio(value: float | None, target: float | None = None) -> str:

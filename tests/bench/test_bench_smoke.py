@@ -126,13 +126,20 @@ def test_gpu_module_imports_without_cuda() -> None:
 @pytest.mark.slow
 def test_short_run_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "short.json"
-    code = cli.main(["--short", "--no-peer", "--concurrency", "1", "--requests", "2", "--quiet",
+    code = cli.main(["--short", "--no-peer", "--concurrency", "1", "--requests", "2", "--rounds", "2", "--quiet",
                      "--out", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
-    level = data["server"]["c1"]
-    assert level["ok"] == 2 and level["errors"] == 0
-    assert level["completion_tokens"] == 2 * 16  # ignore_eos: every request runs to max_tokens
-    assert data["raw"]["b1"]["new_tokens"] == 2 * 16
-    assert data["engine"]["c1"]["completion_tokens"] == 2 * 16
-    assert {r["name"] for r in data["ratios"]} >= {"server_single / raw_generate_single"}
+    assert data["schema"] == "bench/2"
+    level = data["server"]["c1"]  # every request of both paired rounds
+    assert level["ok"] == 2 * 2 and level["errors"] == 0
+    assert level["completion_tokens"] == 2 * 2 * 16  # ignore_eos: every request runs to max_tokens
+    assert data["raw"]["b1"]["new_tokens"] == 2 * 2 * 16
+    assert data["engine"]["c1"]["completion_tokens"] == 2 * 2 * 16
+    single = data["single_stream"]
+    assert [r["order"] for r in single["rounds"]] == [["engine", "raw", "server"], ["server", "raw", "engine"]]
+    assert all(r["errors"] == {} for r in single["rounds"])
+    assert single["ratios"]["server / raw"]["n"] == 2
+    ratios = {r["name"]: r for r in data["ratios"]}
+    assert ratios["server_single / raw_generate_single"]["rounds"] == 2
+    assert ratios["server_single / raw_generate_single"]["value"] == single["ratios"]["server / raw"]["median"]
