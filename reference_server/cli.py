@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
     p.add_argument("--max-queue", type=int, default=256, help="sequences waiting for a slot before 429")
+    p.add_argument(
+        "--engine-process",
+        default="off",
+        choices=["on", "off"],
+        help="run the model in a child process, so decoding never waits for the HTTP event loop",
+    )
     limits = p.add_argument_group("request limits (each answered with an OpenAI-shaped 4xx)")
     d = Limits()
     limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size (413)")
@@ -133,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reference_server.app import create_app
     from reference_server.config import ServerConfig
     from reference_server.engine.batching import BatchingEngine
+    from reference_server.engine.process import ModelSpec, ProcessEngine
+    from reference_server.engine.types import Engine
     from reference_server.model.loader import load_model
 
     with contextlib.suppress(Exception):  # keep stdout/stderr to the log lines and the banner
@@ -140,7 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
-    engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch, max_queue=args.max_queue)
+    engine: Engine
+    if args.engine_process == "on":
+        spec = ModelSpec(args.model, device=args.device, dtype=args.dtype)
+        engine = ProcessEngine.from_loaded(loaded, spec, max_batch=args.max_batch, max_queue=args.max_queue)
+    else:
+        engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch, max_queue=args.max_queue)
     config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key, limits=limits_from_args(args))
     app = create_app(config)
     # torch and transformers leave hundreds of thousands of long-lived objects: a full collection

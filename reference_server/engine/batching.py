@@ -349,11 +349,7 @@ class BatchingEngine:
             torch.set_num_threads(self.cpu_threads)
         try:
             with torch.inference_mode():
-                if self.batch_invariant:  # under the worker's own thread settings
-                    self._row_multiple = measure_row_multiple(self.model, self._slot_count)
-                    log.info("decode batches padded to multiples of %d rows", self._row_multiple)
-                self._fast = self._check_fast_decode()
-                log.info("decode steps: %s", "fast path" if self._fast is not None else "model forward")
+                self._prepare()
                 while True:
                     self._wake.clear()
                     if self._stopping:
@@ -368,6 +364,14 @@ class BatchingEngine:
             self._shutdown()
             if self.cpu_threads is not None:
                 torch.set_num_threads(previous_threads)
+
+    def _prepare(self) -> None:
+        """Start-up measurements, on the thread (and with the torch threads) that runs the steps."""
+        if self.batch_invariant:
+            self._row_multiple = measure_row_multiple(self.model, self._slot_count)
+            log.info("decode batches padded to multiples of %d rows", self._row_multiple)
+        self._fast = self._check_fast_decode()
+        log.info("decode steps: %s", "fast path" if self._fast is not None else "model forward")
 
     def _shutdown(self) -> None:
         err = EngineStopped("engine stopped")

@@ -108,8 +108,11 @@ def test_slow_reader_does_not_block_other_streams(live_fw: LiveServer) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, "--profile", "fireworks", "--log-level", "warning")
+@pytest.mark.parametrize("engine_process", ["off", "on"])
+def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path, engine_process: str) -> None:
+    server = ServerProcess(
+        tmp_path, "--profile", "fireworks", "--log-level", "warning", "--engine-process", engine_process
+    )
     try:
         url = server.base_url
         drain_body = {**SHORT, "max_tokens": 150, "ignore_eos": True}
