@@ -4,9 +4,13 @@
     python -m bench --short                          # CI: concurrency 1 8, few requests, max_tokens 16
     python -m bench --device cuda --model-size 1b    # GPU: ~1B random Llama, bandwidth limit, 64 streams
 
-The single-stream comparison (server c1 against raw generate b=1, and the engine in process) runs in
-paired rounds while the server is up: each round measures them back to back, order alternating, and
-a ratio is the median of the per-round ratios (`--rounds`, default 5; --short 3).
+The reference server runs twice, both up together: `server` (the default in-process engine,
+`--engine-process off`) and `server_process` (`--engine-process on`: the model in a child process;
+`--no-engine-process` skips it). The single-stream comparison (each server at c1 against raw
+generate b=1, and the engine in process) runs in paired rounds while the servers are up: each round
+measures them back to back, order alternating, and a ratio is the median of the per-round ratios
+(`--rounds`, default 5; --short 3). The other levels are measured once per server, the two servers
+back to back at each level.
 
 Prints a table (rich) and writes JSON (`--out NAME` -> bench/results/NAME.json, or a path).
 Nothing here asserts a timing: ratios are printed with PASS/MISS against the targets of issue 7.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -24,11 +29,11 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.paired import PairedRounds, Sample, pair_key, run_paired_rounds
+from bench.paired import SINGLE_STREAM_ORDER, PairedRounds, Sample, pair_key, run_paired_rounds
 from bench.stats import RatioCheck, safe_ratio, spread
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -41,6 +46,9 @@ TARGET_GPU_BW_FRACTION = 0.5
 TARGET_GPU_C64_VS_C1 = 15.0
 
 PEER_MODES = {"peer": False, "peer-cb": True}  # label -> --continuous-batching
+# The reference server's modes: report key -> --engine-process on; and their labels in the tables.
+SERVER_MODES = {"server": False, "server_process": True}
+SERVER_LABELS = {"server": "server", "server_process": "server (engine process)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peer", action="store_true", help="skip `transformers serve`")
     p.add_argument("--peer-modes", nargs="+", choices=sorted(PEER_MODES), default=None,
                    help="peer modes to run (default: both; --short: peer-cb)")
+    p.add_argument("--no-engine-process", action="store_true",
+                   help="skip the second reference server, `--engine-process on` (model in a child process)")
     p.add_argument("--no-raw", action="store_true", help="skip the raw model.generate baseline")
     p.add_argument("--no-suite", action="store_true", help="skip the conformance-run cost measurement")
     p.add_argument("--suite", action="store_true", help="measure the suite's cost even with --short")
@@ -104,6 +114,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.short and not args.suite:
         args.no_suite = True
     return args
+
+
+def server_modes(args: argparse.Namespace) -> list[str]:
+    """The reference server modes this run measures (report keys, see SERVER_MODES)."""
+    return [key for key in SERVER_MODES if not (SERVER_MODES[key] and args.no_engine_process)]
 
 
 def requests_for(args: argparse.Namespace, concurrency: int) -> int:
@@ -264,8 +279,9 @@ ServerHandle = tuple[str, int, str]  # (base_url, pid, model id)
 
 
 def single_stream_measures(args: argparse.Namespace, loaded: Any, stock_attn: str | None,
-                           server: ServerHandle | None) -> dict[str, Callable[[], Sample]]:
-    """One callable per system for a paired round, all on the same prompts and max_tokens."""
+                           servers: Mapping[str, ServerHandle]) -> dict[str, Callable[[], Sample]]:
+    """One callable per system for a paired round, all on the same prompts and max_tokens
+    (`servers`: report key -> handle, for each reference server that is up)."""
     prompts = single_prompts(args)
     measures: dict[str, Callable[[], Sample]] = {}
     if loaded is not None:
@@ -286,23 +302,27 @@ def single_stream_measures(args: argparse.Namespace, loaded: Any, stock_attn: st
                 return Sample(r.tokens_per_s, r.wall_s, detail=r)
 
             measures["engine"] = engine
-    if server is not None and 1 in args.concurrency:
+    if 1 in args.concurrency:
         from bench.loadgen import run_load
         from bench.servers import MemoryWatcher
 
-        url, pid, model = server
+        def server_c1(key: str, handle: ServerHandle) -> Callable[[], Sample]:
+            url, pid, model = handle
 
-        def server_c1() -> Sample:
-            with MemoryWatcher(pid, gpu=args.device == "cuda") as mem:
-                res = asyncio.run(run_load(url, model, concurrency=1, requests=len(prompts),
-                                           max_tokens=args.max_tokens, extra_body={"ignore_eos": True},
-                                           label="server", budget_s=args.level_budget or None))
-            res.peak_rss_bytes = mem.peak_rss
-            res.gpu_peak_bytes = mem.peak_gpu
-            error = res.errors[0] if res.errors else None
-            return Sample(None if error else res.tokens_per_s, res.wall_s, error=error, detail=res)
+            def measure() -> Sample:
+                with MemoryWatcher(pid, gpu=args.device == "cuda") as mem:
+                    res = asyncio.run(run_load(url, model, concurrency=1, requests=len(prompts),
+                                               max_tokens=args.max_tokens, extra_body={"ignore_eos": True},
+                                               label=key, budget_s=args.level_budget or None))
+                res.peak_rss_bytes = mem.peak_rss
+                res.gpu_peak_bytes = mem.peak_gpu
+                error = res.errors[0] if res.errors else None
+                return Sample(None if error else res.tokens_per_s, res.wall_s, error=error, detail=res)
 
-        measures["server"] = server_c1
+            return measure
+
+        for key, handle in servers.items():
+            measures[key] = server_c1(key, handle)
     return measures
 
 
@@ -316,9 +336,10 @@ def with_round_stats(summary: dict[str, Any], st: dict[str, float | None]) -> di
     return summary
 
 
-def record_single_stream(args: argparse.Namespace, paired: PairedRounds, report: dict[str, Any]) -> dict[str, Any]:
+def record_single_stream(args: argparse.Namespace, paired: PairedRounds,
+                         report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Write the rounds under report["single_stream"], the pooled raw b1 and engine c1 entries under
-    "raw"/"engine"; return the server's c1 entry ({} if the server was not measured).
+    "raw"/"engine"; return each measured server's c1 entry by report key ("server", "server_process").
 
     Each entry pools every request of every round (TTFT/ITL percentiles, totals), except tokens_per_s
     (and requests_per_s for the server): the median over the rounds, with min and max beside it.
@@ -345,34 +366,40 @@ def record_single_stream(args: argparse.Namespace, paired: PairedRounds, report:
         c1 = (with_round_stats(EngineResult.pooled(engs).summary(), st["engine"]) if engs
               else {"error": first_error("engine")})
         report["engine"] = {"c1": c1, **(report.get("engine") or {})}
-    if "server" not in paired.systems:
-        return {}
-    loads: list[LoadResult] = paired.details("server")
-    if not loads:
-        return {"error": first_error("server"), "errors": len(paired.rounds)}
-    pooled = LoadResult("server", 1, sum(r.requests for r in loads), args.max_tokens,
-                        sum(r.wall_s for r in loads), [x for r in loads for x in r.results])
-    rss = [r.peak_rss_bytes for r in loads if r.peak_rss_bytes is not None]
-    gpu = [r.gpu_peak_bytes for r in loads if r.gpu_peak_bytes is not None]
-    pooled.peak_rss_bytes = max(rss) if rss else None
-    pooled.gpu_peak_bytes = max(gpu) if gpu else None
-    summary = with_round_stats(pooled.summary(), st["server"])
-    summary["requests_per_s_pooled"] = summary.get("requests_per_s")
-    summary["requests_per_s"] = spread(None if r.errors else r.requests_per_s for r in loads)["median"]
-    return summary
+    servers: dict[str, dict[str, Any]] = {}
+    for key in SERVER_MODES:
+        if key not in paired.systems:
+            continue
+        loads: list[LoadResult] = paired.details(key)
+        if not loads:
+            servers[key] = {"error": first_error(key), "errors": len(paired.rounds)}
+            continue
+        pooled = LoadResult(key, 1, sum(r.requests for r in loads), args.max_tokens,
+                            sum(r.wall_s for r in loads), [x for r in loads for x in r.results])
+        rss = [r.peak_rss_bytes for r in loads if r.peak_rss_bytes is not None]
+        gpu = [r.gpu_peak_bytes for r in loads if r.gpu_peak_bytes is not None]
+        pooled.peak_rss_bytes = max(rss) if rss else None
+        pooled.gpu_peak_bytes = max(gpu) if gpu else None
+        summary = with_round_stats(pooled.summary(), st[key])
+        summary["requests_per_s_pooled"] = summary.get("requests_per_s")
+        summary["requests_per_s"] = spread(None if r.errors else r.requests_per_s for r in loads)["median"]
+        servers[key] = summary
+    return servers
 
 
 def run_single_stream(args: argparse.Namespace, report: dict[str, Any], loaded: Any, stock_attn: str | None,
-                      server: ServerHandle | None) -> dict[str, Any]:
-    """The paired rounds (see bench/paired.py); returns the server's pooled c1 entry ({} without one)."""
-    measures = single_stream_measures(args, loaded, stock_attn, server)
+                      servers: Mapping[str, ServerHandle]) -> dict[str, dict[str, Any]]:
+    """The paired rounds (see bench/paired.py); returns each server's pooled c1 entry by report key."""
+    measures = single_stream_measures(args, loaded, stock_attn, servers)
     if not measures:
         return {}
-    _log(args, f"single stream: {args.rounds} paired rounds of {', '.join(measures)}, "
+    first = [s for s in SINGLE_STREAM_ORDER if s in measures] + [s for s in measures if s not in SINGLE_STREAM_ORDER]
+    _log(args, f"single stream: {args.rounds} paired rounds of {' > '.join(first)} (order reversed every other "
+               f"round), "
                f"{requests_for(args, 1)} requests x {args.max_tokens} tokens each")
     from bench.servers import OtherCpu
 
-    pids = [os.getpid()] + ([server[1]] if server is not None else [])
+    pids = [os.getpid()] + [pid for _, pid, _ in servers.values()]  # each with its children (engine process)
     paired = run_paired_rounds(args.rounds, measures, probe=lambda: OtherCpu(pids), log=lambda m: _log(args, m))
     for key, st in paired.ratio_stats().items():
         if st["n"]:
@@ -436,25 +463,45 @@ async def _warm_and_levels(args: argparse.Namespace, base_url: str, pid: int, la
 
 def phase_server(args: argparse.Namespace, spec: str, report: dict[str, Any], loaded: Any = None,
                  stock_attn: str | None = None) -> None:
-    """The reference server: paired single-stream rounds (with raw generate and the engine when
-    `loaded` is given), then the other concurrency levels, one measurement each."""
+    """The reference server in each of `server_modes(args)`, all up together: paired single-stream
+    rounds (with raw generate and the engine when `loaded` is given), then the other concurrency
+    levels, one measurement each, the servers back to back at each level. A server that does not
+    start is reported under its key as {"error": ...}; the others are measured all the same."""
     from bench.servers import reference_server
 
-    _log(args, f"starting the reference server ({spec}, {args.device}, max_batch {args.max_batch})")
     extra = {"ignore_eos": True}
-    with reference_server(spec, device=args.device, max_batch=args.max_batch, dtype=args.dtype) as (url, pid):
-        health_url = f"{url.rsplit('/v1', 1)[0]}/health"
-        model = asyncio.run(_warm_up(args, url, "server", extra))
-        server: dict[str, Any] = {}
-        c1 = run_single_stream(args, report, loaded, stock_attn, (url, pid, model))
-        if c1:
-            health = asyncio.run(_health(health_url))
+    with contextlib.ExitStack() as stack:
+        handles: dict[str, ServerHandle] = {}
+        for key in server_modes(args):
+            label, on = SERVER_LABELS[key], SERVER_MODES[key]
+            _log(args, f"starting the reference server, {label} ({spec}, {args.device}, max_batch {args.max_batch}, "
+                       f"--engine-process {'on' if on else 'off'})")
+            try:
+                url, pid = stack.enter_context(reference_server(spec, device=args.device, max_batch=args.max_batch,
+                                                                dtype=args.dtype, engine_process=on))
+                handles[key] = (url, pid, asyncio.run(_warm_up(args, url, label, extra)))
+            except Exception as exc:  # noqa: BLE001 - measure the other mode all the same
+                report[key] = {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
+                _log(args, f"{label} unavailable: {str(exc)[-500:]}")
+        if not handles:
+            return
+        sections: dict[str, dict[str, Any]] = {key: {} for key in handles}
+
+        def health_url(key: str) -> str:
+            return f"{handles[key][0].rsplit('/v1', 1)[0]}/health"
+
+        for key, c1 in run_single_stream(args, report, loaded, stock_attn, handles).items():
+            health = asyncio.run(_health(health_url(key)))
             if health is not None:
                 c1["health"] = health
-            server["c1"] = c1
-        rest = [c for c in args.concurrency if c != 1]
-        server.update(asyncio.run(_load_levels(args, url, pid, "server", model, extra, health_url, rest)))
-        report["server"] = server
+            sections[key]["c1"] = c1
+        for c in args.concurrency:
+            if c == 1:
+                continue
+            for key, (url, pid, model) in handles.items():
+                sections[key].update(asyncio.run(_load_levels(args, url, pid, key, model, extra,
+                                                              health_url(key), [c])))
+        report.update(sections)
 
 
 def peer_extra_body(max_tokens: int) -> dict[str, Any]:
@@ -504,12 +551,55 @@ def paired_check(report: dict[str, Any], name: str, numerator: str, denominator:
                  target: float) -> RatioCheck:
     """`name` from the paired single-stream rounds: the median of the per-round `numerator / denominator`
     ratios (bench/2), or `fallback` (a ratio of two single measurements) when the run has no rounds."""
-    labels = {"server": "server c1 tok/s", "engine": "engine c1 tok/s", "raw": "raw generate b=1 tok/s"}
+    labels = {"server": "server c1 tok/s", "engine": "engine c1 tok/s", "raw": "raw generate b=1 tok/s",
+              "server_process": "server (engine process) c1 tok/s"}
     st = ((report.get("single_stream") or {}).get("ratios") or {}).get(pair_key(numerator, denominator))
     if st is None:
         return RatioCheck(name, labels[numerator], labels[denominator], fallback, target)
     return RatioCheck(name, labels[numerator], f"{labels[denominator]}, same round", st.get("median"), target,
                       st.get("min"), st.get("max"), int(st.get("n") or 0))
+
+
+def _peer_best(report: dict[str, Any], level: str) -> tuple[str, float] | None:
+    """(mode, tok/s) of the faster peer mode at `level`, or None when no peer mode measured it."""
+    peer_vals: list[tuple[str, float]] = []
+    for mode, sec in (report.get("peer") or {}).items():
+        value = _tps(sec, level)
+        if value is not None:
+            peer_vals.append((mode, value))
+    return max(peer_vals, key=lambda mv: mv[1]) if peer_vals else None
+
+
+def process_checks(report: dict[str, Any], args: argparse.Namespace, raw_b1: float | None) -> list[RatioCheck]:
+    """The server with `--engine-process on` against the same targets as the default server."""
+    proc = report.get("server_process")
+    label = SERVER_LABELS["server_process"]
+    top = max(args.concurrency)
+    checks = [paired_check(report, "server_process_c1 / raw_generate_single", "server_process", "raw",
+                           safe_ratio(_tps(proc, "c1"), raw_b1), TARGET_SINGLE_VS_RAW)]
+    ref = 32 if 32 in args.concurrency else top
+    if ref != 1:
+        best = _peer_best(report, f"c{ref}")
+        checks.append(RatioCheck(f"server_process_c{ref} / peer_best_c{ref}", f"{label} c{ref} tok/s",
+                                 f"{best[0] if best else 'peer'} c{ref} tok/s",
+                                 safe_ratio(_tps(proc, f"c{ref}"), best[1] if best else None), TARGET_C32_VS_PEER))
+        checks.append(RatioCheck(f"server_process_c{ref} / server_process_c1", f"{label} c{ref} tok/s",
+                                 f"{label} c1 tok/s", safe_ratio(_tps(proc, f"c{ref}"), _tps(proc, "c1")),
+                                 TARGET_C32_VS_C1))
+    if args.device == "cuda":
+        g = report.get("gpu") or {}
+        limit = g.get("bandwidth_limit_tokens_per_s")
+        itl = (((proc or {}).get("c1") or {}).get("itl_s") or {}).get("p50")
+        decode = 1.0 / itl if itl else None
+        g["server_process_decode_b1_tokens_per_s"] = decode
+        checks.append(RatioCheck("server_process batch-1 decode / bandwidth limit", f"1 / ITL p50 at c1 ({label})",
+                                 "copy bandwidth / weight bytes per token", safe_ratio(decode, limit),
+                                 TARGET_GPU_BW_FRACTION))
+        if 64 in args.concurrency:
+            checks.append(RatioCheck("server_process_c64 / server_process_c1", f"{label} c64 tok/s",
+                                     f"{label} c1 tok/s", safe_ratio(_tps(proc, "c64"), _tps(proc, "c1")),
+                                     TARGET_GPU_C64_VS_C1))
+    return checks
 
 
 def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[RatioCheck]:
@@ -522,12 +612,7 @@ def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[Rat
                                safe_ratio(_tps(server, "c1"), raw_b1), TARGET_SINGLE_VS_RAW))
     ref = 32 if 32 in args.concurrency else top
     if ref != 1:  # with a single level only the overhead ratio means anything
-        peer_vals: list[tuple[str, float]] = []
-        for mode, sec in (report.get("peer") or {}).items():
-            value = _tps(sec, f"c{ref}")
-            if value is not None:
-                peer_vals.append((mode, value))
-        best = max(peer_vals, key=lambda mv: mv[1]) if peer_vals else None
+        best = _peer_best(report, f"c{ref}")
         checks.append(RatioCheck(f"server_c{ref} / peer_best_c{ref}", f"server c{ref} tok/s",
                                  f"{best[0] if best else 'peer'} c{ref} tok/s",
                                  safe_ratio(_tps(server, f"c{ref}"), best[1] if best else None), TARGET_C32_VS_PEER))
@@ -549,6 +634,9 @@ def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[Rat
         if 64 in args.concurrency:
             checks.append(RatioCheck("server_c64 / server_c1", "server c64 tok/s", "server c1 tok/s",
                                      safe_ratio(_tps(server, "c64"), _tps(server, "c1")), TARGET_GPU_C64_VS_C1))
+    with_process = not getattr(args, "no_engine_process", False)
+    if with_process:
+        checks += process_checks(report, args, raw_b1)
     # Informational (no target): where the time goes. engine = BatchingEngine in-process, no HTTP.
     eng = report.get("engine") or {}
     checks.append(paired_check(report, "engine_c1 / raw_generate_single", "engine", "raw",
@@ -569,6 +657,18 @@ def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[Rat
         rb = (raw.get(f"b{c}") or {}).get("tokens_per_s")
         checks.append(RatioCheck(f"server_c{c} / raw_generate_b{c}", f"server c{c} tok/s",
                                  f"raw generate b={c} (padded) tok/s", safe_ratio(_tps(server, f"c{c}"), rb), 0.0))
+    # Informational (no target): the engine process against the default in-process engine, per level
+    # (c1 in the paired rounds; the others measured back to back, once each).
+    if with_process:
+        proc, label = report.get("server_process"), SERVER_LABELS["server_process"]
+        for c in args.concurrency:
+            if c == 1:
+                checks.append(paired_check(report, "server_process_c1 / server_c1", "server_process", "server",
+                                           safe_ratio(_tps(proc, "c1"), _tps(server, "c1")), 0.0))
+                continue
+            checks.append(RatioCheck(f"server_process_c{c} / server_c{c}", f"{label} c{c} tok/s",
+                                     f"server c{c} tok/s", safe_ratio(_tps(proc, f"c{c}"), _tps(server, f"c{c}")),
+                                     0.0))
     return checks
 
 
@@ -601,12 +701,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         phase_server(args, spec, report, loaded, stock_attn)
     except Exception as exc:  # noqa: BLE001
-        report["server"] = {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
+        for key in server_modes(args):  # a server that failed to start keeps its own error
+            if "error" not in (report.get(key) or {}):
+                report[key] = {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
     if "single_stream" not in report and loaded is not None:
         # No server (or it failed before its rounds): still measure raw generate and the engine in rounds.
         _log(args, "single stream without the server")
         try:
-            run_single_stream(args, report, loaded, stock_attn, None)
+            run_single_stream(args, report, loaded, stock_attn, {})
         except Exception as exc:  # noqa: BLE001
             report.setdefault("raw", {})["b1"] = {"error": f"{type(exc).__name__}: {exc}"}
     loaded = None

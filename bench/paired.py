@@ -3,10 +3,10 @@
 On a shared machine the speed of one ~1 s measurement drifts by 2x from one minute to the next, so
 a ratio of two such measurements taken a minute apart says more about the machine than about the
 systems. Instead each round measures every system back to back (raw generate b=1, the engine in
-process, the server at concurrency 1), the order reversed every other round so a drift within a
-round favours each side equally often, and a ratio is the MEDIAN OF THE PER-ROUND RATIOS: both
-sides of a per-round ratio saw (nearly) the same machine, and the median drops the rounds a burst
-of foreign load hit.
+process, the server at concurrency 1, and the server with `--engine-process on`), the order
+reversed every other round so a drift within a round favours each side equally often, and a ratio
+is the MEDIAN OF THE PER-ROUND RATIOS: both sides of a per-round ratio saw (nearly) the same
+machine, and the median drops the rounds a burst of foreign load hit.
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ from typing import Any
 
 from bench.stats import safe_ratio, spread
 
-# The systems in round 1's order; even rounds reverse it. raw sits in the middle, so it is adjacent
-# to both systems it is compared with, and each comparison alternates which side runs first.
-SINGLE_STREAM_ORDER: tuple[str, ...] = ("engine", "raw", "server")
-# (numerator, denominator) pairs whose per-round ratios are reported.
-SINGLE_STREAM_PAIRS: tuple[tuple[str, str], ...] = (("server", "raw"), ("engine", "raw"), ("server", "engine"))
+# The systems in round 1's order; even rounds reverse it; systems that are not measured drop out.
+# raw sits in the middle: with the three default systems it is adjacent to both systems it is
+# compared with; with the engine-process server as well, it is adjacent to both servers (the two
+# ratios with targets) and the engine is one measurement away. Each comparison alternates which
+# side runs first.
+SINGLE_STREAM_ORDER: tuple[str, ...] = ("engine", "server_process", "raw", "server")
+# (numerator, denominator) pairs whose per-round ratios are reported (those with both sides measured).
+SINGLE_STREAM_PAIRS: tuple[tuple[str, str], ...] = (
+    ("server", "raw"), ("engine", "raw"), ("server", "engine"),
+    ("server_process", "raw"), ("server_process", "server"),
+)
 
 
 def pair_key(numerator: str, denominator: str) -> str:

@@ -19,7 +19,8 @@ def tps_cell(s: dict[str, Any]) -> str:
 def level_rows(report: dict[str, Any]) -> list[list[str]]:
     """One row per (system, concurrency): the columns of `COLUMNS`."""
     rows: list[list[str]] = []
-    systems: list[tuple[str, dict[str, Any] | None]] = [("server", report.get("server"))]
+    systems: list[tuple[str, dict[str, Any] | None]] = [("server", report.get("server")),
+                                                         ("server (engine process)", report.get("server_process"))]
     systems += list((report.get("peer") or {}).items())
     for name, section in systems:
         if not section:
@@ -84,13 +85,15 @@ def ratio_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-SYSTEM_TITLES = {"raw": "raw b=1 tok/s", "engine": "engine c1 tok/s", "server": "server c1 tok/s"}
+SYSTEM_TITLES = {"raw": "raw b=1 tok/s", "engine": "engine c1 tok/s", "server": "server c1 tok/s",
+                 "server_process": "server (engine process) c1 tok/s"}
 
 
 def rounds_columns(report: dict[str, Any]) -> list[str]:
     single = report.get("single_stream") or {}
     systems = [SYSTEM_TITLES.get(x, f"{x} tok/s") for x in single.get("systems") or []]
-    others = "/".join(single.get("systems") or [])
+    # " / " so that a narrow console wraps the header and the cells rather than cutting them (4 systems)
+    others = " / ".join(single.get("systems") or [])
     return ["round", "order", *systems, *(single.get("ratios") or {}), f"other CPU, cores ({others})"]
 
 
@@ -108,7 +111,7 @@ def rounds_rows(report: dict[str, Any]) -> list[list[str]]:
         rows.append([str(r.get("round")), " > ".join(r.get("order") or []),
                      *(fmt_num(tps.get(x)) if tps.get(x) is not None else "error" for x in systems),
                      *(fmt_ratio(ratios.get(k)) for k in pairs),
-                     "/".join(fmt_num(other.get(x), 2) for x in systems) if other else "-"])
+                     " / ".join(fmt_num(other.get(x), 2) for x in systems) if other else "-"])
     stats, rstats = single.get("tokens_per_s") or {}, single.get("ratios") or {}
     for what in ("median", "min", "max"):
         rows.append([what, "-", *(fmt_num((stats.get(x) or {}).get(what)) for x in systems),
@@ -145,6 +148,9 @@ def gpu_rows(report: dict[str, Any]) -> list[list[str]]:
         ["bandwidth limit", f"{fmt_num(g.get('bandwidth_limit_tokens_per_s'))} tok/s"],
         ["server decode b=1 (1/ITL p50)", f"{fmt_num(g.get('server_decode_b1_tokens_per_s'))} tok/s"],
     ]
+    if "server_process_decode_b1_tokens_per_s" in g:
+        rows.append(["server (engine process) decode b=1 (1/ITL p50)",
+                     f"{fmt_num(g.get('server_process_decode_b1_tokens_per_s'))} tok/s"])
     for name in ("raw_decode_eager", "raw_decode_static_compiled"):
         e = g.get(name) or {}
         rows.append([name, e["error"][:120] if "error" in e else f"{fmt_num(e.get('tokens_per_s'))} tok/s "
@@ -162,6 +168,10 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"model: {a.get('model') or a.get('model_size')} on {a.get('device')}; max_tokens {a.get('max_tokens')}, "
         f"greedy, EOS ignored; threads {a.get('threads') or 'default'}; load average start {report.get('loadavg_start')} end {report.get('loadavg_end')}",
     ]
+    if "server_process" in report:
+        lines.append("server: `--engine-process off` (default, engine thread in the server process); server (engine "
+                     "process): `--engine-process on` (model in a spawned child process; its peak mem counts the "
+                     "child); both up together, measured back to back")
     single = report.get("single_stream") or {}
     if single.get("rounds"):
         lines.append(
@@ -173,10 +183,10 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     for mode, sec in (report.get("peer") or {}).items():
         if "error" in sec:
             lines.append(f"{mode}: unavailable: {sec['error'].strip().splitlines()[-1][:300]}")
-    for name in ("raw", "server"):
+    for name, title in (("raw", "raw"), ("server", "server"), ("server_process", "server (engine process)")):
         sec = report.get(name) or {}
         if "error" in sec:
-            lines.append(f"{name}: error: {sec['error'][:300]}")
+            lines.append(f"{title}: error: {sec['error'][:300]}")
     return lines
 
 
@@ -205,7 +215,9 @@ def print_report(report: dict[str, Any]) -> None:
             pt.add_column(col, justify="left" if col in ("round", "order") else "right")
         for row in rounds_rows(report):
             pt.add_row(*row)
-        console.print(pt)
+        # With the engine-process server (4 systems, 5 ratios) 160 columns would cut headers and cells.
+        wide = len((report.get("single_stream") or {}).get("systems") or []) > 3
+        (Console(width=200) if wide else console).print(pt)
     if gpu_rows(report):
         gt = Table(title="GPU: batch-1 decode against the memory-bandwidth limit")
         gt.add_column("figure")

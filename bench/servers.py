@@ -25,14 +25,34 @@ class ServerStartError(RuntimeError):
     pass
 
 
+def reference_server_args(*, device: str, max_batch: int, dtype: str = "auto",
+                          engine_process: bool = False) -> list[str]:
+    """The reference server's arguments after --model: the engine mode is always explicit."""
+    return ["--device", device, "--dtype", dtype, "--max-batch", str(max_batch), "--log-level", "warning",
+            "--engine-process", "on" if engine_process else "off"]
+
+
+def reference_server_spec(
+    model: str, *, device: str, max_batch: int, profile: str = "fireworks", dtype: str = "auto",
+    engine_process: bool = False, start_timeout: float = 600.0,
+) -> EmbeddedServer:
+    """The (unstarted) `python -m reference_server` process; `.command()` is its command line."""
+    extra = reference_server_args(device=device, max_batch=max_batch, dtype=dtype, engine_process=engine_process)
+    return EmbeddedServer(profile, model, extra_args=extra, start_timeout=start_timeout)
+
+
 @contextlib.contextmanager
 def reference_server(
     model: str, *, device: str, max_batch: int, profile: str = "fireworks", dtype: str = "auto",
-    start_timeout: float = 600.0,
+    engine_process: bool = False, start_timeout: float = 600.0,
 ) -> Iterator[tuple[str, int]]:
-    """(base_url, pid) of `python -m reference_server` on a free port (access log off)."""
-    extra = ["--device", device, "--dtype", dtype, "--max-batch", str(max_batch), "--log-level", "warning"]
-    server = EmbeddedServer(profile, model, extra_args=extra, start_timeout=start_timeout)
+    """(base_url, pid) of `python -m reference_server` on a free port (access log off).
+
+    engine_process=True passes `--engine-process on`: the model runs in a spawned child of that pid
+    (its memory is counted through the process tree, see `_rss_tree` and `_gpu_used_by`).
+    """
+    server = reference_server_spec(model, device=device, max_batch=max_batch, profile=profile, dtype=dtype,
+                                   engine_process=engine_process, start_timeout=start_timeout)
     base_url = server.start()
     try:
         assert server.process is not None
@@ -131,8 +151,23 @@ def _rss_tree(pid: int) -> int | None:
     return None
 
 
+def _tree_pids(pid: int) -> set[int]:
+    """`pid` and its live descendants (just `pid` without psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        return {pid}
+    try:
+        return {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+    except psutil.Error:
+        return {pid}
+
+
 def _gpu_used_by(pid: int) -> int | None:
-    """GPU memory nvidia-smi attributes to `pid` (bytes), or None."""
+    """GPU memory nvidia-smi attributes to `pid` and its descendants (bytes), or None.
+
+    The descendants matter for `--engine-process on`, whose model lives in a child process.
+    """
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
@@ -140,11 +175,17 @@ def _gpu_used_by(pid: int) -> int | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    for line in out.splitlines():
+    return _gpu_used_in(out, _tree_pids(pid))
+
+
+def _gpu_used_in(smi_csv: str, pids: set[int]) -> int | None:
+    """Sum of nvidia-smi's `pid, used_memory` (MiB) rows for `pids`, in bytes; None when none matches."""
+    total: int | None = None
+    for line in smi_csv.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
-            return int(parts[1]) * 1024 * 1024
-    return None
+        if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in pids and parts[1].isdigit():
+            total = (total or 0) + int(parts[1]) * 1024 * 1024
+    return total
 
 
 class MemoryWatcher:

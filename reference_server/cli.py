@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -152,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.engine_process == "on":
         spec = ModelSpec(args.model, device=args.device, dtype=args.dtype)
         engine = ProcessEngine.from_loaded(loaded, spec, max_batch=args.max_batch, max_queue=args.max_queue)
+        loaded = dataclasses.replace(loaded, model=None)  # the child holds the weights; free this copy
     else:
         engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch, max_queue=args.max_queue)
     config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key, limits=limits_from_args(args))

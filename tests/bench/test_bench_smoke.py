@@ -69,6 +69,8 @@ def test_load_result_summary_and_ratios_on_synthetic_data() -> None:
     args = cli.resolve_args(cli.build_parser().parse_args(["--short"]))
     rep = {
         "server": {"c1": one.summary(), "c8": many.summary()},
+        "server_process": {"c1": _load("server_process", 1, 16, 0.125).summary(),  # 128 tok/s
+                           "c8": _load("server_process", 8, 16, 0.16).summary()},  # 800 tok/s
         "peer": {"peer-cb": {"c1": _load("peer-cb", 1, 16, 0.2).summary(),
                              "c8": _load("peer-cb", 8, 16, 0.4).summary()},
                  "peer": {"error": "no accelerate"}},
@@ -80,11 +82,51 @@ def test_load_result_summary_and_ratios_on_synthetic_data() -> None:
     assert checks["server_c8 / peer_best_c8"].value == pytest.approx(2.0)
     assert checks["server_c8 / server_c1"].value == pytest.approx(4.0)
     assert checks["server_c8 / server_c1"].verdict == "PASS"
+    # The engine-process server against the same targets (peer-cb c8: 320 tok/s; raw b1: 200 tok/s).
+    assert checks["server_process_c8 / peer_best_c8"].value == pytest.approx(2.5)
+    assert checks["server_process_c8 / peer_best_c8"].denominator == "peer-cb c8 tok/s"
+    assert checks["server_process_c8 / peer_best_c8"].verdict == "PASS"
+    assert checks["server_process_c1 / raw_generate_single"].value == pytest.approx(0.64)
+    assert checks["server_process_c1 / raw_generate_single"].verdict == "MISS"
+    assert checks["server_process_c8 / server_process_c1"].value == pytest.approx(6.25)
+    assert checks["server_process_c8 / server_c8"].value == pytest.approx(1.25)
+    assert checks["server_process_c8 / server_c8"].target == 0.0  # information
     rep["ratios"] = [c.as_dict() for c in checks.values()]
     md = report.markdown(rep)
     assert "server_c8 / server_c1" in md and "peer: unavailable" in md
+    assert "| server_process_c8 / peer_best_c8 | 2.50x | >= 2 | PASS |" in md
+    assert "| server_process_c8 / server_c8 | 1.25x | (info) | - |" in md
+    assert "| server (engine process) | 8 | 800.0 |" in md
     report.print_report(rep)  # renders without error
     json.dumps(rep)
+
+
+def test_server_command_lines_name_the_engine_mode() -> None:
+    from bench.servers import reference_server_spec
+
+    proc = reference_server_spec("tiny", device="cpu", max_batch=32, engine_process=True).command()
+    default = reference_server_spec("tiny", device="cpu", max_batch=32).command()
+    assert proc[proc.index("--engine-process") + 1] == "on"
+    assert default[default.index("--engine-process") + 1] == "off"
+    assert proc[1:3] == ["-m", "reference_server"] and "--max-batch" in proc and "--model" in proc
+    assert [a for a in proc if a not in ("on", "off")] == [a for a in default if a not in ("on", "off")]
+    assert cli.SERVER_MODES == {"server": False, "server_process": True}
+
+
+def test_engine_process_flag() -> None:
+    parse = cli.build_parser().parse_args
+    assert cli.server_modes(cli.resolve_args(parse([]))) == ["server", "server_process"]
+    assert cli.server_modes(cli.resolve_args(parse(["--short"]))) == ["server", "server_process"]  # CI runs it too
+    assert cli.server_modes(cli.resolve_args(parse(["--no-engine-process"]))) == ["server"]
+
+
+def test_gpu_memory_sums_the_process_tree() -> None:
+    from bench.servers import _gpu_used_in
+
+    smi = "100, 500\n101, 1000\n200, 7\nbad line\n"
+    assert _gpu_used_in(smi, {100}) == 500 * 1024 * 1024
+    assert _gpu_used_in(smi, {100, 101}) == 1500 * 1024 * 1024  # server + its engine process
+    assert _gpu_used_in(smi, {300}) is None
 
 
 def test_short_mode_arguments(tmp_path: Path) -> None:
@@ -136,10 +178,16 @@ def test_short_run_end_to_end(tmp_path: Path) -> None:
     assert level["completion_tokens"] == 2 * 2 * 16  # ignore_eos: every request runs to max_tokens
     assert data["raw"]["b1"]["new_tokens"] == 2 * 2 * 16
     assert data["engine"]["c1"]["completion_tokens"] == 2 * 2 * 16
+    proc = data["server_process"]["c1"]  # the --engine-process on server, in the same rounds
+    assert proc["ok"] == 2 * 2 and proc["errors"] == 0 and proc["completion_tokens"] == 2 * 2 * 16
     single = data["single_stream"]
-    assert [r["order"] for r in single["rounds"]] == [["engine", "raw", "server"], ["server", "raw", "engine"]]
+    assert [r["order"] for r in single["rounds"]] == [["engine", "server_process", "raw", "server"],
+                                                      ["server", "raw", "server_process", "engine"]]
     assert all(r["errors"] == {} for r in single["rounds"])
     assert single["ratios"]["server / raw"]["n"] == 2
+    assert single["ratios"]["server_process / raw"]["n"] == 2
     ratios = {r["name"]: r for r in data["ratios"]}
     assert ratios["server_single / raw_generate_single"]["rounds"] == 2
     assert ratios["server_single / raw_generate_single"]["value"] == single["ratios"]["server / raw"]["median"]
+    assert ratios["server_process_c1 / raw_generate_single"]["value"] == \
+        single["ratios"]["server_process / raw"]["median"]

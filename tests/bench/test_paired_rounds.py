@@ -21,7 +21,8 @@ from bench.raw import RawResult, stock_attention  # noqa: E402
 
 
 def test_round_order_alternates_and_keeps_raw_next_to_both_sides() -> None:
-    systems = list(paired.SINGLE_STREAM_ORDER)
+    # Without the engine-process server (--no-engine-process): the order the bench always had.
+    systems = [s for s in paired.SINGLE_STREAM_ORDER if s != "server_process"]
     orders = [paired.round_order(i, systems) for i in range(5)]
     assert orders[0] == ["engine", "raw", "server"]
     assert orders[1] == ["server", "raw", "engine"]
@@ -32,6 +33,20 @@ def test_round_order_alternates_and_keeps_raw_next_to_both_sides() -> None:
     assert raw_first == [True, False, True, False, True]
     assert paired.round_order(1, ["raw", "server"]) == ["server", "raw"]
     assert paired.round_order(7, ["raw"]) == ["raw"]
+
+
+def test_round_order_with_the_engine_process_server() -> None:
+    systems = list(paired.SINGLE_STREAM_ORDER)
+    orders = [paired.round_order(i, systems) for i in range(4)]
+    assert orders[0] == ["engine", "server_process", "raw", "server"]
+    assert orders[1] == ["server", "raw", "server_process", "engine"]
+    for order in orders:  # raw is adjacent to both servers (the two ratios with targets)
+        i = order.index("raw")
+        assert {order[i - 1], order[i + 1]} == {"server", "server_process"}
+    for server in ("server", "server_process"):  # which side runs first alternates
+        assert [o.index("raw") < o.index(server) for o in orders] in ([True, False] * 2, [False, True] * 2)
+    assert ("server_process", "raw") in paired.SINGLE_STREAM_PAIRS
+    assert ("server_process", "server") in paired.SINGLE_STREAM_PAIRS
 
 
 class Script:
@@ -137,11 +152,15 @@ def _load(tps_wall: float, n: int = 2, tokens: int = 16) -> LoadResult:
     return LoadResult("server", 1, n, tokens, tps_wall, results)
 
 
-def _rounds_report(server_walls: list[float], raw_tps: list[float]) -> tuple[dict[str, Any], Any]:
-    """A report whose single stream comes from synthetic rounds (server: 2 x 16 tokens per round)."""
-    args = cli.resolve_args(cli.build_parser().parse_args(["--short", "--rounds", str(len(raw_tps))]))
+def _rounds_report(server_walls: list[float], raw_tps: list[float],
+                   process_walls: list[float] | None = None) -> tuple[dict[str, Any], Any]:
+    """A report whose single stream comes from synthetic rounds (server: 2 x 16 tokens per round);
+    with `process_walls`, the engine-process server too (else the run is --no-engine-process)."""
+    argv = ["--short", "--rounds", str(len(raw_tps))] + ([] if process_walls else ["--no-engine-process"])
+    args = cli.resolve_args(cli.build_parser().parse_args(argv))
     raws = iter(raw_tps)
     loads = iter(server_walls)
+    proc_loads = iter(process_walls or [])
 
     def raw() -> paired.Sample:
         tps = next(raws)
@@ -156,11 +175,21 @@ def _rounds_report(server_walls: list[float], raw_tps: list[float]) -> tuple[dic
         r = EngineResult(1, 2, 32, 0.05, [0.004, 0.005], [0.001] * 30, {"prefills": 2})
         return paired.Sample(r.tokens_per_s, r.wall_s, detail=r)
 
-    rounds = paired.run_paired_rounds(len(raw_tps), {"raw": raw, "server": server, "engine": engine})
+    def server_process() -> paired.Sample:
+        r = _load(next(proc_loads))
+        return paired.Sample(r.tokens_per_s, r.wall_s, detail=r)
+
+    measures = {"raw": raw, "server": server, "engine": engine}
+    if process_walls:
+        measures["server_process"] = server_process
+    rounds = paired.run_paired_rounds(len(raw_tps), measures)
     rep: dict[str, Any] = {"raw": {"b8": {"tokens_per_s": 2000.0, "new_tokens": 128, "sequences": 8}},
                            "engine": {"c8": EngineResult(8, 8, 128, 0.1).summary()}}
     c1 = cli.record_single_stream(args, rounds, rep)
-    rep["server"] = {"c1": c1, "c8": _load(0.05, 8).summary()}
+    assert set(c1) == ({"server", "server_process"} if process_walls else {"server"})
+    rep["server"] = {"c1": c1["server"], "c8": _load(0.05, 8).summary()}  # 8 x 16 tokens in 0.05 s: 2560 tok/s
+    if process_walls:
+        rep["server_process"] = {"c1": c1["server_process"], "c8": _load(0.04, 8).summary()}  # 3200 tok/s
     return rep, args
 
 
@@ -271,3 +300,51 @@ def test_other_cpu_probe_reads() -> None:
     with OtherCpu([os.getpid()]) as probe:
         sum(range(10_000))
     assert probe.cores is None or probe.cores >= 0.0
+
+
+def test_engine_process_server_in_the_rounds_and_its_ratios() -> None:
+    # server tok/s per round: 320, 640, 400; the engine-process server: 32/0.08=400, 32/0.04=800, 32/0.064=500;
+    # raw: 400, 800, 500 -> server_process / raw 1.0 every round, server_process / server 1.25 every round.
+    rep, args = _rounds_report([0.1, 0.05, 0.08], [400.0, 800.0, 500.0], [0.08, 0.04, 0.064])
+    single = rep["single_stream"]
+    assert single["systems"] == ["engine", "server_process", "raw", "server"]
+    assert [r["order"] for r in single["rounds"][:2]] == [["engine", "server_process", "raw", "server"],
+                                                          ["server", "raw", "server_process", "engine"]]
+    assert single["ratios"]["server_process / raw"]["median"] == pytest.approx(1.0)
+    assert single["ratios"]["server_process / server"]["median"] == pytest.approx(1.25)
+    c1 = rep["server_process"]["c1"]
+    assert c1["tokens_per_s"] == pytest.approx(500.0) and c1["paired_rounds"] == 3 and c1["requests"] == 6
+    assert c1["label"] == "server_process" and rep["server"]["c1"]["label"] == "server"
+
+    checks = {c.name: c for c in cli.compute_ratios(rep, args)}
+    # The default server's rows are the ones it always had.
+    assert checks["server_single / raw_generate_single"].value == pytest.approx(0.8)
+    assert checks["server_c8 / server_c1"].value == pytest.approx(2560.0 / 400.0)
+    single_check = checks["server_process_c1 / raw_generate_single"]
+    assert single_check.value == pytest.approx(1.0) and single_check.rounds == 3
+    assert single_check.target == cli.TARGET_SINGLE_VS_RAW and single_check.verdict == "PASS"
+    assert checks["server_process_c8 / server_process_c1"].value == pytest.approx(3200.0 / 500.0)
+    assert checks["server_process_c8 / server_process_c1"].target == cli.TARGET_C32_VS_C1
+    peer = checks["server_process_c8 / peer_best_c8"]  # no peer in this report
+    assert peer.value is None and peer.verdict == "N/A" and peer.target == cli.TARGET_C32_VS_PEER
+    assert checks["server_process_c1 / server_c1"].value == pytest.approx(1.25)
+    assert checks["server_process_c1 / server_c1"].rounds == 3 and checks["server_process_c1 / server_c1"].target == 0
+    assert checks["server_process_c8 / server_c8"].value == pytest.approx(3200.0 / 2560.0)
+
+    rep["schema"] = "bench/2"
+    rep["ratios"] = [c.as_dict() for c in checks.values()]
+    md = report.markdown(rep)
+    assert "| 1 | engine > server_process > raw > server |" in md
+    assert "server (engine process) c1 tok/s" in md and "| server (engine process) | 8 |" in md
+    assert "| server_process_c1 / raw_generate_single | 1.00x (median of 3: 1.00..1.00) | >= 0.8 | PASS |" in md
+    assert "`--engine-process on`" in md
+    report.print_report(rep)
+    json.dumps(rep)
+
+
+def test_no_engine_process_drops_its_rows() -> None:
+    rep, args = _rounds_report([0.1, 0.05, 0.08], [400.0, 800.0, 500.0])
+    assert args.no_engine_process and cli.server_modes(args) == ["server"]
+    assert rep["single_stream"]["systems"] == ["engine", "raw", "server"]
+    assert not [c for c in cli.compute_ratios(rep, args) if "server_process" in c.name]
+    assert "engine process" not in report.markdown(rep)
