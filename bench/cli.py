@@ -570,73 +570,52 @@ def _peer_best(report: dict[str, Any], level: str) -> tuple[str, float] | None:
     return max(peer_vals, key=lambda mv: mv[1]) if peer_vals else None
 
 
-def process_checks(report: dict[str, Any], args: argparse.Namespace, raw_b1: float | None) -> list[RatioCheck]:
-    """The server with `--engine-process on` against the same targets as the default server."""
-    proc = report.get("server_process")
-    label = SERVER_LABELS["server_process"]
-    top = max(args.concurrency)
-    checks = [paired_check(report, "server_process_c1 / raw_generate_single", "server_process", "raw",
-                           safe_ratio(_tps(proc, "c1"), raw_b1), TARGET_SINGLE_VS_RAW)]
-    ref = 32 if 32 in args.concurrency else top
-    if ref != 1:
+def server_target_checks(
+    report: dict[str, Any], args: argparse.Namespace, key: str, raw_b1: float | None, single_name: str
+) -> list[RatioCheck]:
+    """One server mode (`server` or `server_process`) against issue 7's targets."""
+    sec = report.get(key)
+    label = SERVER_LABELS[key]
+    suffix = f" ({label})" if key != "server" else ""
+    checks = [paired_check(report, single_name, key, "raw", safe_ratio(_tps(sec, "c1"), raw_b1), TARGET_SINGLE_VS_RAW)]
+    ref = 32 if 32 in args.concurrency else max(args.concurrency)
+    if ref != 1:  # with a single level only the overhead ratio means anything
         best = _peer_best(report, f"c{ref}")
-        checks.append(RatioCheck(f"server_process_c{ref} / peer_best_c{ref}", f"{label} c{ref} tok/s",
+        checks.append(RatioCheck(f"{key}_c{ref} / peer_best_c{ref}", f"{label} c{ref} tok/s",
                                  f"{best[0] if best else 'peer'} c{ref} tok/s",
-                                 safe_ratio(_tps(proc, f"c{ref}"), best[1] if best else None), TARGET_C32_VS_PEER))
-        checks.append(RatioCheck(f"server_process_c{ref} / server_process_c1", f"{label} c{ref} tok/s",
-                                 f"{label} c1 tok/s", safe_ratio(_tps(proc, f"c{ref}"), _tps(proc, "c1")),
-                                 TARGET_C32_VS_C1))
+                                 safe_ratio(_tps(sec, f"c{ref}"), best[1] if best else None), TARGET_C32_VS_PEER))
+        checks.append(RatioCheck(f"{key}_c{ref} / {key}_c1", f"{label} c{ref} tok/s", f"{label} c1 tok/s",
+                                 safe_ratio(_tps(sec, f"c{ref}"), _tps(sec, "c1")), TARGET_C32_VS_C1))
     if args.device == "cuda":
         g = report.get("gpu") or {}
-        limit = g.get("bandwidth_limit_tokens_per_s")
-        itl = (((proc or {}).get("c1") or {}).get("itl_s") or {}).get("p50")
+        itl = (((sec or {}).get("c1") or {}).get("itl_s") or {}).get("p50")
         decode = 1.0 / itl if itl else None
-        g["server_process_decode_b1_tokens_per_s"] = decode
-        checks.append(RatioCheck("server_process batch-1 decode / bandwidth limit", f"1 / ITL p50 at c1 ({label})",
-                                 "copy bandwidth / weight bytes per token", safe_ratio(decode, limit),
-                                 TARGET_GPU_BW_FRACTION))
+        g[f"{key}_decode_b1_tokens_per_s"] = decode
+        checks.append(RatioCheck(f"{key} batch-1 decode / bandwidth limit", f"1 / ITL p50 at c1{suffix}",
+                                 "copy bandwidth / weight bytes per token",
+                                 safe_ratio(decode, g.get("bandwidth_limit_tokens_per_s")), TARGET_GPU_BW_FRACTION))
         if 64 in args.concurrency:
-            checks.append(RatioCheck("server_process_c64 / server_process_c1", f"{label} c64 tok/s",
-                                     f"{label} c1 tok/s", safe_ratio(_tps(proc, "c64"), _tps(proc, "c1")),
-                                     TARGET_GPU_C64_VS_C1))
+            checks.append(RatioCheck(f"{key}_c64 / {key}_c1", f"{label} c64 tok/s", f"{label} c1 tok/s",
+                                     safe_ratio(_tps(sec, "c64"), _tps(sec, "c1")), TARGET_GPU_C64_VS_C1))
     return checks
 
 
 def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[RatioCheck]:
     server = report.get("server")
     raw = report.get("raw") or {}
-    top = max(args.concurrency)
     checks: list[RatioCheck] = []
     raw_b1 = (raw.get("b1") or {}).get("tokens_per_s")
-    checks.append(paired_check(report, "server_single / raw_generate_single", "server", "raw",
-                               safe_ratio(_tps(server, "c1"), raw_b1), TARGET_SINGLE_VS_RAW))
-    ref = 32 if 32 in args.concurrency else top
-    if ref != 1:  # with a single level only the overhead ratio means anything
-        best = _peer_best(report, f"c{ref}")
-        checks.append(RatioCheck(f"server_c{ref} / peer_best_c{ref}", f"server c{ref} tok/s",
-                                 f"{best[0] if best else 'peer'} c{ref} tok/s",
-                                 safe_ratio(_tps(server, f"c{ref}"), best[1] if best else None), TARGET_C32_VS_PEER))
-        checks.append(RatioCheck(f"server_c{ref} / server_c1", f"server c{ref} tok/s", "server c1 tok/s",
-                                 safe_ratio(_tps(server, f"c{ref}"), _tps(server, "c1")), TARGET_C32_VS_C1))
+    checks += server_target_checks(report, args, "server", raw_b1, "server_single / raw_generate_single")
     if args.device == "cuda":
         g = report.get("gpu") or {}
-        limit = g.get("bandwidth_limit_tokens_per_s")
-        itl = (((server or {}).get("c1") or {}).get("itl_s") or {}).get("p50")
-        server_decode = 1.0 / itl if itl else None
-        g["server_decode_b1_tokens_per_s"] = server_decode
-        checks.append(RatioCheck("server batch-1 decode / bandwidth limit", "1 / ITL p50 at c1",
-                                 "copy bandwidth / weight bytes per token", safe_ratio(server_decode, limit),
-                                 TARGET_GPU_BW_FRACTION))
         for name in ("raw_decode_eager", "raw_decode_static_compiled"):
             rate = (g.get(name) or {}).get("tokens_per_s")
             checks.append(RatioCheck(f"{name} / bandwidth limit", f"{name} tok/s", "bandwidth limit",
-                                     safe_ratio(rate, limit), TARGET_GPU_BW_FRACTION))
-        if 64 in args.concurrency:
-            checks.append(RatioCheck("server_c64 / server_c1", "server c64 tok/s", "server c1 tok/s",
-                                     safe_ratio(_tps(server, "c64"), _tps(server, "c1")), TARGET_GPU_C64_VS_C1))
+                                     safe_ratio(rate, g.get("bandwidth_limit_tokens_per_s")), TARGET_GPU_BW_FRACTION))
     with_process = not getattr(args, "no_engine_process", False)
     if with_process:
-        checks += process_checks(report, args, raw_b1)
+        name = "server_process_c1 / raw_generate_single"
+        checks += server_target_checks(report, args, "server_process", raw_b1, name)
     # Informational (no target): where the time goes. engine = BatchingEngine in-process, no HTTP.
     eng = report.get("engine") or {}
     checks.append(paired_check(report, "engine_c1 / raw_generate_single", "engine", "raw",

@@ -192,46 +192,45 @@ def header_lines(report: dict[str, Any]) -> list[str]:
 
 def print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=160)
     for line in header_lines(report):
         console.print(line, markup=False, highlight=False)
-    table = Table(title="Streaming /v1/completions (closed loop, same run)")
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col == "system" else "right")
-    for row in level_rows(report):
-        table.add_row(*row)
-    console.print(table)
-    rt = Table(title="Ratios measured in this run")
-    for col in ("ratio", "value", "target", "verdict"):
-        rt.add_column(col)
-    for row in ratio_rows(report):
-        rt.add_row(*row)
-    console.print(rt)
+    levels = _table("Streaming /v1/completions (closed loop, same run)", COLUMNS, level_rows(report), ("system",))
+    console.print(levels)
+    console.print(_table("Ratios measured in this run", ["ratio", "value", "target", "verdict"], ratio_rows(report)))
     if rounds_rows(report):
-        pt = Table(title="Single stream: paired rounds (each ratio within one round)")
-        for col in rounds_columns(report):
-            pt.add_column(col, justify="left" if col in ("round", "order") else "right")
-        for row in rounds_rows(report):
-            pt.add_row(*row)
+        pt = _table(
+            "Single stream: paired rounds (each ratio within one round)",
+            rounds_columns(report),
+            rounds_rows(report),
+            ("round", "order"),
+        )
         # With the engine-process server (4 systems, 5 ratios) 160 columns would cut headers and cells.
         wide = len((report.get("single_stream") or {}).get("systems") or []) > 3
         (Console(width=200) if wide else console).print(pt)
     if gpu_rows(report):
-        gt = Table(title="GPU: batch-1 decode against the memory-bandwidth limit")
-        gt.add_column("figure")
-        gt.add_column("value", justify="right")
-        for row in gpu_rows(report):
-            gt.add_row(*row)
-        console.print(gt)
+        title = "GPU: batch-1 decode against the memory-bandwidth limit"
+        console.print(_table(title, ["figure", "value"], gpu_rows(report), ("figure",)))
     if suite_rows(report):
-        st = Table(title="Suite cost: default `conformance run` against the embedded server")
-        for col in ("figure", "value", "target", "verdict"):
-            st.add_column(col)
-        for row in suite_rows(report):
-            st.add_row(*row)
+        st = _table(
+            "Suite cost: default `conformance run` against the embedded server",
+            ["figure", "value", "target", "verdict"],
+            suite_rows(report),
+        )
         console.print(st)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], left: tuple[str, ...] | None = None) -> Any:
+    """A rich table; with `left`, those columns are left-aligned and the others right-aligned."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if left is None or col in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def markdown(report: dict[str, Any]) -> str:

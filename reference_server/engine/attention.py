@@ -43,15 +43,45 @@ def bucket_end(length: int, limit: int) -> int:
     return min(-(-length // step) * step, limit)
 
 
+class _Bucket:
+    """One SDPA call of a decode step: its rows (a slice when contiguous), key range and mask."""
+
+    def __init__(self, end: int, rows: list[int], lengths: list[int], device: torch.device) -> None:
+        self.end = end
+        first, last = rows[0], rows[-1]
+        self.idx: torch.Tensor | slice = (
+            slice(first, last + 1) if last - first + 1 == len(rows) else torch.tensor(rows, device=device)
+        )
+        keys = torch.tensor(lengths, device=device)
+        self.mask = (torch.arange(end, device=device)[None, :] < keys[:, None])[:, None, None, :]
+
+
+class _Plan:
+    """The buckets of one decode step, built on its first layer and reused by the others."""
+
+    def __init__(self, spans: list[tuple[int, int] | None], device: torch.device) -> None:
+        by_end: dict[int, list[int]] = {}
+        for row, span in enumerate(spans):
+            if span is not None:
+                by_end.setdefault(span[1], []).append(row)
+        self.skipped = len(spans) != sum(len(rows) for rows in by_end.values())
+        self.buckets = [
+            _Bucket(end, rows, [spans[r][0] for r in rows], device)  # type: ignore[index]
+            for end, rows in by_end.items()
+        ]
+
+
 @contextmanager
 def decode_rows(rows: list[tuple[int, int] | None]) -> Iterator[None]:
     """Within this block, attention on this thread gives row b the keys `[:rows[b][0]]`, computed
     over `[:rows[b][1]]` with the rest masked (None: skip the row)."""
     _ctx.rows = rows
+    _ctx.plan = None
     try:
         yield
     finally:
         _ctx.rows = None
+        _ctx.plan = None
 
 
 def _padding_invariant_attention(
@@ -71,34 +101,24 @@ def _padding_invariant_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
+    plan: _Plan | None = getattr(_ctx, "plan", None)
+    if plan is None:
+        plan = _ctx.plan = _Plan(spans, query.device)
     groups = getattr(module, "num_key_value_groups", 1)
-    # Rows sharing a bucket form one SDPA call; contiguous runs are sliced as views.
-    by_end: dict[int, list[int]] = {}
-    skipped = False
-    for row, span in enumerate(spans):
-        if span is None:
-            skipped = True
-        else:
-            by_end.setdefault(span[1], []).append(row)
     shape = (query.shape[0], query.shape[1], 1, value.shape[-1])
-    out = query.new_zeros(shape) if skipped else query.new_empty(shape)
-    for end, rows in by_end.items():
-        first, last = rows[0], rows[-1]
-        idx: torch.Tensor | slice
-        if last - first + 1 == len(rows):
-            idx = slice(first, last + 1)
+    out = query.new_zeros(shape) if plan.skipped else query.new_empty(shape)
+    for bucket in plan.buckets:
+        idx, end = bucket.idx, bucket.end
+        if isinstance(idx, slice):
             q, k, v = query[idx], key[idx, :, :end], value[idx, :, :end]
         else:
-            idx = torch.tensor(rows, device=query.device)
             q = query.index_select(0, idx)
             k = key[:, :, :end].index_select(0, idx)
             v = value[:, :, :end].index_select(0, idx)
         if groups > 1:
             k = _repeat_kv(k, groups)
             v = _repeat_kv(v, groups)
-        lengths = torch.tensor([spans[r][0] for r in rows], device=query.device)  # type: ignore[index]
-        mask = (torch.arange(end, device=query.device)[None, :] < lengths[:, None])[:, None, None, :]
-        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bucket.mask, scale=scaling)
         if isinstance(idx, slice):
             out[idx] = o
         else:

@@ -49,6 +49,7 @@ from .invariance import CANDIDATES, measure_row_multiple
 from .kv_slots import KVSlots, SlotStep, make_slot_cache
 from .metrics import EngineMetrics
 from .sampling import SequenceSampler
+from .submit import TokenStream, check_generate, check_prompt_logprobs
 from .types import PromptLogprob, SamplingParams, TokenEvent
 
 if TYPE_CHECKING:
@@ -89,44 +90,17 @@ class _Sequence:
         self.last_token = -1
 
 
-class _TokenStream(AsyncIterator[TokenEvent]):
+class _TokenStream(TokenStream):
     """The async iterator returned by `generate()`; closing it cancels the sequence."""
 
     def __init__(self, engine: BatchingEngine, seq: _Sequence) -> None:
+        super().__init__(seq.queue)
         self._engine = engine
         self._seq = seq
-        self._closed = False
 
-    def __aiter__(self) -> _TokenStream:
-        return self
-
-    async def __anext__(self) -> TokenEvent:
-        if self._closed:
-            raise StopAsyncIteration
-        try:
-            item = await self._seq.queue.get()
-        except BaseException:  # cancelled consumer (client disconnect): free the slot
-            self._cancel()
-            raise
-        if isinstance(item, BaseException):
-            self._closed = True
-            raise item
-        if item.finish_reason is not None:
-            self._closed = True
-        return item
-
-    async def aclose(self) -> None:
-        self._cancel()
-
-    def _cancel(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._seq.cancelled = True
-            self._engine._wake.set()
-
-    def __del__(self) -> None:  # an abandoned, never-closed iterator must not hold a slot forever
-        if not self._closed:
-            self._seq.cancelled = True
+    def _on_cancel(self) -> None:
+        self._seq.cancelled = True
+        self._engine._wake.set()
 
 
 class BatchingEngine:
@@ -264,15 +238,7 @@ class BatchingEngine:
     def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         if not self._running:
             raise EngineStopped("engine is not running")
-        prompt = [int(t) for t in prompt_ids]
-        if not prompt:
-            raise ValueError("prompt must contain at least one token")
-        if len(prompt) >= self.context_length:
-            raise ValueError(
-                f"prompt of {len(prompt)} tokens leaves no room in the {self.context_length}-token context"
-            )
-        if params.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+        prompt = check_generate(prompt_ids, params, self.context_length)
         if len(self._waiting) >= self.max_queue:
             self._purge_cancelled_waiting()
             if len(self._waiting) >= self.max_queue:
@@ -285,9 +251,7 @@ class BatchingEngine:
         return _TokenStream(self, seq)
 
     async def prompt_logprobs(self, prompt_ids: list[int], top_logprobs: int) -> list[PromptLogprob]:
-        ids = [int(t) for t in prompt_ids]
-        if len(ids) > self.context_length:
-            raise ValueError(f"prompt of {len(ids)} tokens exceeds the {self.context_length}-token context")
+        ids = check_prompt_logprobs(prompt_ids, self.context_length)
         if not ids:
             return []
         return await self._submit(lambda: self._prompt_logprobs(ids, top_logprobs))

@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import EngineFailure, EngineOverloaded, EngineStopped
 from .metrics import EngineMetrics
+from .submit import TokenStream, check_generate, check_prompt_logprobs
 from .types import PromptLogprob, SamplingParams, TokenEvent
 
 log = logging.getLogger(__name__)
@@ -119,43 +120,15 @@ def _child_main(conn: Connection, spec: ModelSpec, engine_kw: dict[str, Any]) ->
 # --------------------------------------------------------------------------------------------- parent
 
 
-class _RemoteStream(AsyncIterator[TokenEvent]):
+class _RemoteStream(TokenStream):
     def __init__(self, engine: ProcessEngine, seq_id: int) -> None:
+        super().__init__(asyncio.Queue())
         self._engine = engine
         self._id = seq_id
-        self.queue: asyncio.Queue[TokenEvent | BaseException] = asyncio.Queue()
-        self._closed = False
         self.started = False
 
-    def __aiter__(self) -> _RemoteStream:
-        return self
-
-    async def __anext__(self) -> TokenEvent:
-        if self._closed:
-            raise StopAsyncIteration
-        try:
-            item = await self.queue.get()
-        except BaseException:
-            self._cancel()
-            raise
-        if isinstance(item, BaseException):
-            self._closed = True
-            raise item
-        if item.finish_reason is not None:
-            self._closed = True
-        return item
-
-    async def aclose(self) -> None:
-        self._cancel()
-
-    def _cancel(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._engine._cancel(self._id)
-
-    def __del__(self) -> None:
-        if not self._closed:
-            self._engine._cancel(self._id)
+    def _on_cancel(self) -> None:
+        self._engine._cancel(self._id)
 
 
 class ProcessEngine:
@@ -251,15 +224,7 @@ class ProcessEngine:
     def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         if not self._running or self._conn is None:
             raise EngineStopped("engine is not running")
-        prompt = [int(t) for t in prompt_ids]
-        if not prompt:
-            raise ValueError("prompt must contain at least one token")
-        if len(prompt) >= self.context_length:
-            raise ValueError(
-                f"prompt of {len(prompt)} tokens leaves no room in the {self.context_length}-token context"
-            )
-        if params.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+        prompt = check_generate(prompt_ids, params, self.context_length)
         if self._unstarted >= self.max_queue:
             raise EngineOverloaded(f"{self._unstarted} requests already waiting", retry_after=1.0)
         seq_id = next(self._ids)
@@ -270,9 +235,7 @@ class ProcessEngine:
         return stream
 
     async def prompt_logprobs(self, prompt_ids: list[int], top_logprobs: int) -> list[PromptLogprob]:
-        ids = [int(t) for t in prompt_ids]
-        if len(ids) > self.context_length:
-            raise ValueError(f"prompt of {len(ids)} tokens exceeds the {self.context_length}-token context")
+        ids = check_prompt_logprobs(prompt_ids, self.context_length)
         if not ids:
             return []
         if not self._running or self._loop is None:
