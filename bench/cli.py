@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-engine-process", action="store_true",
                    help="skip the second reference server, `--engine-process on` (model in a child process)")
     p.add_argument("--no-raw", action="store_true", help="skip the raw model.generate baseline")
+    p.add_argument("--no-raw-static", action="store_true",
+                   help="cuda: skip generate with a static cache (transformers compiles it: a minute or more)")
+    p.add_argument("--peer-max-concurrency", type=int, default=None,
+                   help="measure `transformers serve` without continuous batching only up to this concurrency "
+                   "(it serves one request at a time; default: every level on cpu, 8 on cuda)")
     p.add_argument("--no-suite", action="store_true", help="skip the conformance-run cost measurement")
     p.add_argument("--suite", action="store_true", help="measure the suite's cost even with --short")
     p.add_argument("--model-dir", default=None, help="where --model-size 1b is built (default: a cache folder)")
@@ -111,6 +116,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         args.peer_modes = ["peer-cb"] if args.short else list(PEER_MODES)
     if args.threads is None:
         args.threads = 1 if args.device == "cpu" else 0
+    if args.peer_max_concurrency is None and args.device == "cuda":
+        args.peer_max_concurrency = 8
     if args.short and not args.suite:
         args.no_suite = True
     return args
@@ -255,6 +262,8 @@ def phase_raw(args: argparse.Namespace, loaded: Any, report: dict[str, Any]) -> 
         g["copy_bandwidth_bytes_per_s"] = gpu.copy_bandwidth(args.device)
         g["bandwidth_limit_tokens_per_s"] = g["copy_bandwidth_bytes_per_s"] / g["weight_bytes_per_token"]
         for name, static in (("raw_decode_eager", False), ("raw_decode_static_compiled", True)):
+            if static and args.no_raw_static:
+                continue
             _log(args, f"batch-1 decode rate: {name}")
             try:
                 rate = gpu.decode_tokens_per_s(loaded, static=static)
@@ -456,9 +465,11 @@ async def _load_levels(args: argparse.Namespace, base_url: str, pid: int, label:
 
 
 async def _warm_and_levels(args: argparse.Namespace, base_url: str, pid: int, label: str,
-                           extra_body: dict[str, Any], health_url: str | None) -> dict[str, Any]:
+                           extra_body: dict[str, Any], health_url: str | None,
+                           max_concurrency: int | None = None) -> dict[str, Any]:
     model = await _warm_up(args, base_url, label, extra_body)
-    return await _load_levels(args, base_url, pid, label, model, extra_body, health_url, args.concurrency)
+    levels = [c for c in args.concurrency if max_concurrency is None or c <= max_concurrency]
+    return await _load_levels(args, base_url, pid, label, model, extra_body, health_url, levels)
 
 
 def phase_server(args: argparse.Namespace, spec: str, report: dict[str, Any], loaded: Any = None,
@@ -520,8 +531,8 @@ def phase_peer(args: argparse.Namespace, folder: str, report: dict[str, Any]) ->
         _log(args, f"starting transformers serve ({mode})")
         try:
             with peer_server(folder, device=args.device, continuous_batching=cb) as (url, pid):
-                peers[mode] = asyncio.run(_warm_and_levels(args, url, pid, mode,
-                                                           peer_extra_body(args.max_tokens), None))
+                peers[mode] = asyncio.run(_warm_and_levels(args, url, pid, mode, peer_extra_body(args.max_tokens),
+                                                           None, None if cb else args.peer_max_concurrency))
         except (ServerStartError, RuntimeError, OSError) as exc:
             peers[mode] = {"error": str(exc)[-3000:]}
             _log(args, f"{mode} unavailable: {str(exc)[-500:]}")

@@ -52,11 +52,11 @@ class EngineResult:
 
 
 async def _run(loaded: Any, prompts: list[list[int]], concurrency: int, max_tokens: int,
-               max_batch: int) -> EngineResult:
+               max_batch: int, engine_kw: dict[str, Any]) -> EngineResult:
     from reference_server.engine.batching import BatchingEngine
     from reference_server.engine.types import SamplingParams
 
-    engine = BatchingEngine.from_loaded(loaded, max_batch=max_batch)
+    engine = BatchingEngine.from_loaded(loaded, max_batch=max_batch, **engine_kw)
     await engine.start()
     params = SamplingParams(max_new_tokens=max_tokens, temperature=0.0, ignore_eos=True)
     ttfts: list[float] = []
@@ -95,11 +95,12 @@ async def _run(loaded: Any, prompts: list[list[int]], concurrency: int, max_toke
 
 
 def engine_run(loaded: Any, prompt_texts: list[str], *, concurrency: int, max_tokens: int,
-               max_batch: int) -> EngineResult:
-    """A fresh engine on `loaded` (started, warmed up with two requests, stopped after), one closed-loop run."""
+               max_batch: int, **engine_kw: Any) -> EngineResult:
+    """A fresh engine on `loaded` (started, warmed up with two requests, stopped after), one closed-loop
+    run; `engine_kw`: further BatchingEngine options (e.g. cuda_graphs=False)."""
     tok = loaded.tokenizer
     prompts = [list(tok(p)["input_ids"]) for p in prompt_texts]
-    return asyncio.run(_run(loaded, prompts, concurrency, max_tokens, max_batch))
+    return asyncio.run(_run(loaded, prompts, concurrency, max_tokens, max_batch, engine_kw))
 
 
 def engine_direct(loaded: Any, prompt_texts: list[str], *, concurrency: int, max_tokens: int,

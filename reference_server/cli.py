@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from reference_server.config import Limits
 
@@ -82,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["on", "off"],
         help="run the model in a child process, so decoding never waits for the HTTP event loop",
     )
+    p.add_argument(
+        "--cuda-graphs",
+        default="auto",
+        choices=["auto", "off"],
+        help="decode steps as CUDA graphs with fused projections (auto: on a CUDA device, when the start-up "
+        "check against the model's forward passes)",
+    )
+    p.add_argument(
+        "--compile",
+        default="auto",
+        choices=["auto", "off"],
+        help="torch.compile the element-wise pieces of graphed decode steps (auto: when Triton is installed)",
+    )
     limits = p.add_argument_group("request limits (each answered with an OpenAI-shaped 4xx)")
     d = Limits()
     limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size (413)")
@@ -122,6 +136,16 @@ async def _serve(server: object, host: str, banner: str) -> None:
     await task
 
 
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """BatchingEngine keyword arguments from the command line (None: the engine decides)."""
+    return {
+        "max_batch": args.max_batch,
+        "max_queue": args.max_queue,
+        "cuda_graphs": None if args.cuda_graphs == "auto" else False,
+        "compile_pieces": None if args.compile == "auto" else False,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
@@ -150,12 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     engine: Engine
+    options = engine_options(args)
     if args.engine_process == "on":
         spec = ModelSpec(args.model, device=args.device, dtype=args.dtype)
-        engine = ProcessEngine.from_loaded(loaded, spec, max_batch=args.max_batch, max_queue=args.max_queue)
+        engine = ProcessEngine.from_loaded(loaded, spec, **options)
         loaded = dataclasses.replace(loaded, model=None)  # the child holds the weights; free this copy
     else:
-        engine = BatchingEngine.from_loaded(loaded, max_batch=args.max_batch, max_queue=args.max_queue)
+        engine = BatchingEngine.from_loaded(loaded, **options)
     config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key, limits=limits_from_args(args))
     app = create_app(config)
     # torch and transformers leave hundreds of thousands of long-lived objects: a full collection

@@ -26,6 +26,11 @@ which the engine uses for small models on CPU: CPU attention kernels running sev
 their work by batch size, so larger CPU models get results equal up to floating-point noise.
 Without invariance, rows attend over the batch's longest key range with a padding mask. On GPU the
 default is off (cuBLAS kernel choice varies with shape anyway); results there are equal up to floating-point noise.
+
+On GPU (without invariance) decode steps run as CUDA graphs, one per bucket of rows and keys
+(`cuda_graphs.py`), of the fast decoder with fused projections and `torch.compile`d element-wise
+pieces (`fast_decode.py`): a ~1B model's step is otherwise bound by kernel launches, not by memory.
+Each option is checked against the model's own forward at start-up and dropped if it differs.
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ import inspect
 import itertools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .attention import bucket_end, decode_rows, enable_padding_invariant_attention
+from .cuda_graphs import CudaGraphCapture, DecodeGraphs, eager_capture, rows_bucket
 from .errors import EngineFailure, EngineOverloaded, EngineStopped
 from .fast_decode import FastDecoder, PrefillCache, unsupported_reason
 from .invariance import CANDIDATES, measure_row_multiple
@@ -134,6 +141,8 @@ class BatchingEngine:
         prefill_token_budget: int = 4096,
         cpu_threads: int | None = None,
         fast_decode: bool = True,
+        cuda_graphs: bool | None = None,
+        compile_pieces: bool | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 0:
             raise ValueError("max_batch must be >= 1 and max_queue >= 0")
@@ -171,6 +180,17 @@ class BatchingEngine:
         widest = CANDIDATES[-1] if self.batch_invariant else 1
         self._row_multiple = widest
         self._slot_count = -(-max_batch // widest) * widest
+        # Decode steps as CUDA graphs (default: on CUDA without invariance; forcing it on a CPU runs
+        # the same bucket logic without graphs, for tests), with fused projections; compiled pieces
+        # need Triton, so CUDA only.
+        on_gpu = self._device.type == "cuda"
+        self.cuda_graphs = (on_gpu if cuda_graphs is None else cuda_graphs) and fast_decode and not self.batch_invariant
+        if compile_pieces is None:
+            compile_pieces = self.cuda_graphs and on_gpu and _triton_available()
+        self.compile_pieces = bool(compile_pieces) and self.cuda_graphs
+        self._graphs: DecodeGraphs | None = None
+        if self.cuda_graphs:
+            self._slot_count = rows_bucket(max_batch)
         forward_params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward_params else "past_key_values"
         self._logits_to_keep = "logits_to_keep" in forward_params
@@ -188,7 +208,9 @@ class BatchingEngine:
         self._stopping = False
         # Worker-only batch state, one entry per slot: slot b holds keys [0:lengths[b]] of rows[b]; a
         # None row is a free slot, run as an inert filler when it lies below the decode width.
-        self._kv = KVSlots(self._slot_count, self.context_length)
+        # With graphs, room for 256 positions from the start: every regrowth of the buffers means
+        # capturing the graphs again.
+        self._kv = KVSlots(self._slot_count, self.context_length, 256 if self.cuda_graphs else 64)
         self._cache: Any = make_slot_cache(self._kv)
         self._rows: list[_Sequence | None] = []
         self._lengths: list[int] = []
@@ -335,7 +357,31 @@ class BatchingEngine:
             self._row_multiple = measure_row_multiple(self.model, self._slot_count)
             log.info("decode batches padded to multiples of %d rows", self._row_multiple)
         self._fast = self._check_fast_decode()
-        log.info("decode steps: %s", "fast path" if self._fast is not None else "model forward")
+        if self._fast is not None and self.cuda_graphs:
+            self._graphs = self._decode_graphs(self._kv, self._cache, self._slot_count)
+            if self._device.type == "cuda":
+                self._capture_graphs()
+        log.info("decode steps: %s", self._decode_path(self._fast))
+
+    def _capture_graphs(self) -> None:
+        """Capture the graphs of every batch size for the first buffers at start-up (a second or so)."""
+        assert self._graphs is not None
+        started = time.perf_counter()
+        try:
+            kv, _ = self._prefill_kv([0])  # allocates the buffers with the model's key/value shapes
+            self._kv.store(0, kv)
+            count = self._graphs.capture_all()
+        except Exception:  # noqa: BLE001
+            log.warning("capturing decode graphs failed; decoding without CUDA graphs", exc_info=True)
+            self._graphs = None
+            self.cuda_graphs = False
+            return
+        log.info("captured %d decode graphs in %.1f s", count, time.perf_counter() - started)
+
+    def _decode_graphs(self, slots: KVSlots, cache: Any, rows: int) -> DecodeGraphs:
+        assert self._fast is not None
+        capture = CudaGraphCapture(self._device) if self._device.type == "cuda" else eager_capture
+        return DecodeGraphs(self._fast, slots, cache, self._device, rows, capture)
 
     def _shutdown(self) -> None:
         err = EngineStopped("engine stopped")
@@ -492,48 +538,88 @@ class BatchingEngine:
             return self._fast(input_ids, positions[:, None], cache, mask[:, None, None, :])
         return self._forward(input_ids, cache, position_ids=positions[:, None], attention_mask=mask.long())
 
+    def _graph_forward(self, live: list[int]) -> tuple[int, torch.Tensor] | None:
+        """(width, logits) of a decode step through the CUDA graphs (their greedy head in
+        `graphs.last_head`); None if they cannot run it."""
+        graphs = self._graphs
+        if graphs is None:
+            return None
+        width = graphs.rows_for(live[-1] + 1)
+        visible = graphs.keys_for(max(self._lengths[i] for i in live) + 1)
+        self._kv.ensure_capacity(visible)
+        positions = [n if r is not None else 0 for r, n in zip(self._rows[:width], self._lengths, strict=False)]
+        try:
+            return width, graphs(self._tokens[:width], positions, visible)
+        except Exception:  # noqa: BLE001 - a capture that fails: decode without graphs from now on
+            log.warning("decode graph failed; decoding without CUDA graphs", exc_info=True)
+            self._graphs = None
+            self.cuda_graphs = False
+            return None
+
     def _decode_step(self, events: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
         live = [i for i, r in enumerate(self._rows) if r is not None]
-        m = self._row_multiple
-        width = -(-(live[-1] + 1) // m) * m
-        lengths: list[int | None] = [
-            n if r is not None else None for r, n in zip(self._rows[:width], self._lengths, strict=False)
-        ]
-        visible = max(self._lengths[i] for i in live) + 1
-        if self.batch_invariant:  # rows attend over their whole bucket (masked past their length)
-            visible = bucket_end(visible, self.context_length)
-        self._kv.ensure_capacity(visible)
-        logits = self._decode_forward(self._cache, self._tokens[:width], lengths, visible, fast=True)
+        graphed = self._graph_forward(live)
+        head: list[list[float]] | None = None
+        if graphed is not None:
+            width, logits = graphed
+            seqs = [r for r in self._rows[:width] if r is not None]
+            if self._graphs is not None and self._graphs.last_head is not None and all(
+                s.sampler.greedy and not s.sampler.needs_processing and not s.params.top_logprobs for s in seqs
+            ):
+                rows = self._graphs.last_head.tolist()
+                head = [rows[i] for i in live]
+        else:
+            m = self._row_multiple
+            width = -(-(live[-1] + 1) // m) * m
+            lengths: list[int | None] = [
+                n if r is not None else None for r, n in zip(self._rows[:width], self._lengths, strict=False)
+            ]
+            visible = max(self._lengths[i] for i in live) + 1
+            if self.batch_invariant:  # rows attend over their whole bucket (masked past their length)
+                visible = bucket_end(visible, self.context_length)
+            self._kv.ensure_capacity(visible)
+            logits = self._decode_forward(self._cache, self._tokens[:width], lengths, visible, fast=True)
         self._decode_steps += 1
         self._decode_rows += len(live)
         self._padded_rows += width
         for i in live:
             self._lengths[i] += 1
         seqs = [r for r in self._rows[:width] if r is not None]
-        if len(live) != width:
+        if len(live) != width and head is None:
             logits = logits.index_select(0, torch.tensor(live, device=logits.device))
-        for i, seq, event in zip(live, seqs, self._sample(seqs, logits), strict=True):
+        events_out = self._sample(seqs, logits) if head is None else self._emit(seqs, head)
+        for i, seq, event in zip(live, seqs, events_out, strict=True):
             self._tokens[i] = event.token_id
             events.append((seq, event))
 
     def _same(self, reference: torch.Tensor, candidate: torch.Tensor) -> bool:
-        """Bit-identical in batch-invariant mode, within float noise otherwise."""
+        """Bit-identical in batch-invariant mode; otherwise within float noise of the values' scale
+        (bf16 rounds to 8 bits: one-ulp differences per operation add up over the layers)."""
         if reference.shape != candidate.shape:
             return False
         if self.batch_invariant:
             return torch.equal(reference, candidate)
-        return torch.allclose(reference.float(), candidate.float(), rtol=2e-2, atol=2e-2)
+        tol = 5e-2 if torch.bfloat16 in (reference.dtype, self.model.dtype) else 2e-2
+        scale = max(1.0, reference.float().abs().max().item())
+        return (reference.float() - candidate.float()).abs().max().item() <= tol * scale
 
     def _check_fast_decode(self) -> FastDecoder | None:
         """The fast decoder if it reproduces the model's own decode step here, else None.
 
         Two prompts prefilled each way (logits, keys and values), then one decode step each way
         over the same slots with a filler row: bit-identical in batch-invariant mode, within float
-        noise otherwise.
+        noise otherwise. With CUDA graphs on, the step is also run through a graph (with the fused,
+        compiled decoder); if that differs or fails, graphs are turned off and the plain fast path
+        is checked instead.
         """
         if not self.fast_decode or unsupported_reason(self.model) is not None:
             return None
-        fast = FastDecoder(self.model)
+        gpu_options = self.cuda_graphs
+        try:
+            fast = FastDecoder(self.model, fuse=gpu_options, compile_pieces=self.compile_pieces)
+        except Exception:  # noqa: BLE001
+            log.warning("fast decoder unavailable; decoding through the model's forward", exc_info=True)
+            return None
         self._fast = fast
         slots = KVSlots(max(self._row_multiple, 3), self.context_length)
         cache = make_slot_cache(slots)
@@ -546,27 +632,59 @@ class BatchingEngine:
                 pairs = [(logits, fast_logits)]
                 pairs += [(a, b) for x, y in zip(kv, fast_kv, strict=True) for a, b in zip(x, y, strict=True)]
                 if not all(self._same(a, b) for a, b in pairs):
-                    raise ValueError("fast prefill differs from the model's forward")
+                    worst = max((a.float() - b.float()).abs().max().item() for a, b in pairs)
+                    raise ValueError(f"fast prefill differs from the model's forward (by up to {worst:.3g})")
                 kvs.append(kv)
             width = -(-3 // self._row_multiple) * self._row_multiple
             tokens = [1, 2] + [0] * (width - 2)
             lengths: list[int | None] = [5, 2] + [None] * (width - 2)
-            results = []
-            for use_fast in (False, True):
+
+            def stored(visible: int) -> int:
                 for slot, kv in enumerate(kvs):
                     slots.store(slot, kv)
-                visible = bucket_end(6, self.context_length) if self.batch_invariant else 6
                 slots.ensure_capacity(visible)
+                return visible
+
+            results = []
+            for use_fast in (False, True):
+                visible = stored(bucket_end(6, self.context_length) if self.batch_invariant else 6)
                 results.append(self._decode_forward(cache, tokens, lengths, visible, fast=use_fast)[:2])
+            if gpu_options:
+                graphs = self._decode_graphs(slots, cache, slots.slots)
+                visible = stored(graphs.keys_for(6))
+                results.append(graphs(tokens, [5, 2] + [0] * (width - 2), visible)[:2].clone())
         except Exception:  # noqa: BLE001 - any mismatch in structure: use the model itself
             log.warning("fast decode check failed; decoding through the model's forward", exc_info=True)
-            self._fast = None
-            return None
-        if not self._same(*results):
-            log.warning("fast decode differs from the model's forward here; not used")
-            self._fast = None
-            return None
+            return self._without_gpu_options() if gpu_options else self._no_fast_path()
+        if not all(self._same(results[0], r) for r in results[1:]):
+            diffs = ", ".join(f"{(results[0] - r).abs().max().item():.3g}" for r in results[1:])
+            log.warning("fast decode (%s) differs from the model's forward here (largest logit differences %s, "
+                        "largest logit %.3g); not used", self._decode_path(fast), diffs, results[0].abs().max().item())
+            return self._without_gpu_options() if gpu_options else self._no_fast_path()
         return fast
+
+    def _decode_path(self, fast: FastDecoder | None) -> str:
+        if fast is None:
+            return "model forward"
+        extras = [name for name, on in (("fused", fast.fused), ("compiled pieces", fast.compiled),
+                                        ("CUDA graphs", self.cuda_graphs)) if on]
+        return "fast path" + (f" with {', '.join(extras)}" if extras else "")
+
+    def _no_fast_path(self) -> FastDecoder | None:
+        self._fast = None
+        return self._fast
+
+    def _without_gpu_options(self) -> FastDecoder | None:
+        """Check again with one option less: compiled pieces go first, then graphs (and fused projections)."""
+        if self.compile_pieces:
+            self.compile_pieces = False
+        else:
+            self.cuda_graphs = False
+        return self._check_fast_decode()
+
+    def _emit(self, seqs: list[_Sequence], head: list[list[float]]) -> list[TokenEvent]:
+        """Events from the greedy choices a decode graph made (`[token id, logprob]` per sequence)."""
+        return self._events(seqs, [int(t) for t, _ in head], [lp for _, lp in head], [], [])
 
     def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[TokenEvent]:
         """Sample one token for each sequence from its row of float32 logits; update its state."""
@@ -589,8 +707,19 @@ class BatchingEngine:
         if k > 0:
             top = torch.topk(logprobs, k, dim=-1)
             top_v, top_i = top.values.tolist(), top.indices.tolist()
+        return self._events(seqs, tokens.tolist(), token_lp, top_v, top_i)
+
+    def _events(
+        self,
+        seqs: list[_Sequence],
+        tokens: list[int],
+        token_lp: list[float],
+        top_v: list[list[float]],
+        top_i: list[list[int]],
+    ) -> list[TokenEvent]:
+        """Record each sequence's chosen token and make its event (finish reason, top logprobs)."""
         out: list[TokenEvent] = []
-        for i, (s, tok) in enumerate(zip(seqs, tokens.tolist(), strict=False)):
+        for i, (s, tok) in enumerate(zip(seqs, tokens, strict=False)):
             s.sampler.record(tok)
             s.generated += 1
             s.last_token = tok
@@ -650,6 +779,14 @@ class BatchingEngine:
 def _put_all(batch: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
     for seq, item in batch:
         seq.queue.put_nowait(item)
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:

@@ -30,11 +30,13 @@ def _dynamic_cache_base() -> type:
 class KVSlots:
     """Per-layer key/value buffers for `slots` sequences; allocated on the first `store`."""
 
-    def __init__(self, slots: int, context_length: int) -> None:
+    def __init__(self, slots: int, context_length: int, min_capacity: int = _MIN_CAPACITY) -> None:
         self.slots = slots
         self.context_length = context_length
+        self.min_capacity = max(1, min(min_capacity, context_length))
         self.layers: _KV = []
         self.capacity = 0
+        self.generation = 0  # bumped whenever the buffers are replaced (captured graphs hold their addresses)
 
     @property
     def allocated(self) -> bool:
@@ -49,12 +51,13 @@ class KVSlots:
             for k, v in template
         ]
         self.capacity = capacity
+        self.generation += 1
 
     def ensure_capacity(self, needed: int) -> None:
         """Room for `needed` positions per slot (grows by doubling, never beyond the context window)."""
         if needed <= self.capacity:
             return
-        new = max(_MIN_CAPACITY, self.capacity)
+        new = max(self.min_capacity, self.capacity)
         while new < needed:
             new *= 2
         new = max(needed, min(new, self.context_length))
@@ -68,7 +71,7 @@ class KVSlots:
         """Copy one prefilled sequence's cache (`[1, heads, length, dim]` per layer) into `slot`."""
         length = kv[0][0].shape[-2]
         if not self.allocated:
-            self._allocate(kv, max(_MIN_CAPACITY, 1))
+            self._allocate(kv, self.min_capacity)
         self.ensure_capacity(length + 1)
         for (k, v), (pk, pv) in zip(self.layers, kv, strict=True):
             k[slot, :, :length].copy_(pk[0])
@@ -81,6 +84,7 @@ class KVSlots:
 
     def release(self) -> None:
         self.layers, self.capacity = [], 0
+        self.generation += 1
 
 
 class SlotStep:

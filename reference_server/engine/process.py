@@ -145,7 +145,9 @@ class ProcessEngine:
         dtype: str,
         max_batch: int = 32,
         max_queue: int = 256,
+        **engine_kw: Any,
     ) -> None:
+        """`engine_kw`: further `BatchingEngine` options for the child (e.g. `cuda_graphs`)."""
         self.spec = spec
         self.model_id = self.model_name = model_id
         self.context_length = int(context_length)
@@ -154,6 +156,7 @@ class ProcessEngine:
         self.dtype = dtype
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self._engine_kw = engine_kw
         self._ids = itertools.count(1)
         self._streams: dict[int, _RemoteStream] = {}
         self._jobs: dict[int, asyncio.Future[list[PromptLogprob]]] = {}
@@ -185,7 +188,7 @@ class ProcessEngine:
             return
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        kw = {"max_batch": self.max_batch, "max_queue": self.max_queue}
+        kw = {"max_batch": self.max_batch, "max_queue": self.max_queue, **self._engine_kw}
         self._proc = ctx.Process(target=_child_main, args=(child, self.spec, kw), name="engine", daemon=True)
         self._proc.start()
         child.close()
