@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-raw", action="store_true", help="skip the transformers generate baselines")
     p.add_argument("--no-static", action="store_true", help="skip generate with a static (compiled) cache")
     p.add_argument("--out", default=None, help="write the JSON here")
+    p.add_argument("--markdown", metavar="FILE", default=None, help="print a saved result as Markdown and exit")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text(encoding="utf-8"))))
+        return 0
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -259,6 +263,44 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>24}: {json.dumps(report[name])}", flush=True)
     save()
     return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A saved run as Markdown: one row per decode mode and baseline, rates against the limit."""
+    limit = float(report["bandwidth_limit_tokens_per_s"])
+    streams = report.get("streams", 64)
+    lines = [
+        f"{report.get('gpu', report.get('device'))}, {report.get('dtype')}; weights read per token "
+        f"{report['weight_bytes_per_token'] / 1e9:.2f} GB, copy bandwidth "
+        f"{report['copy_bandwidth_bytes_per_s'] / 1e9:.0f} GB/s: limit {limit:,.0f} tok/s",
+        "",
+        f"| decode mode | batch-1 tok/s | of the limit | c{streams} tok/s | c{streams} / batch-1 | greedy tokens as `forward` |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, r in (report.get("modes") or {}).items():
+        if "error" in r:
+            lines.append(f"| {mode} | error: {r['error'][:80]} | | | | |")
+            continue
+        rate = r["c1"].get("decode_tokens_per_s") or 0.0
+        agg = r[f"c{streams}"].get("tokens_per_s") or 0.0
+        agree = r.get("agreement") or {}
+        label = mode + (f" (fell back to {r['fell_back_to']})" if r.get("fell_back_to") else "")
+        lines.append(f"| {label} | {rate:,.0f} | {rate / limit:.1%} | {agg:,.0f} | {agg / rate if rate else 0:.1f}x | "
+                     f"{agree.get('identical', '-')}/{agree.get('sequences', '-')} |")
+    for name in ("generate_eager", "generate_static_compiled"):
+        r = report.get(name)
+        if r and "tokens_per_s" in r:
+            lines.append(f"| transformers {name.removeprefix('generate_').replace('_', ' ')} generate | "
+                         f"{r['tokens_per_s']:,.0f} | {r['fraction_of_limit']:.1%} | - | - | - |")
+    replay = report.get("graph_replay") or {}
+    for key, ms in replay.items():
+        if key.endswith("_ms"):  # rows{R}_keys{K}_ms: device time of one step of R rows
+            rows = int(key.split("_")[0].removeprefix("rows"))
+            steps = 1e3 / ms
+            share = f"{steps / limit:.1%}" if rows == 1 else "-"
+            lines.append(f"| one graph replay alone ({rows} rows, {key.split('_')[1].removeprefix('keys')} keys), "
+                         f"device time only | {steps:,.0f} steps/s = {rows * steps:,.0f} tok/s | {share} | - | - | - |")
+    return "\n".join(lines)
 
 
 def _print_mode(mode: str, r: dict[str, Any], limit: float, streams: int) -> None:

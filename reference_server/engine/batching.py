@@ -143,6 +143,7 @@ class BatchingEngine:
         fast_decode: bool = True,
         cuda_graphs: bool | None = None,
         compile_pieces: bool | None = None,
+        batched_prefill: bool | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 0:
             raise ValueError("max_batch must be >= 1 and max_queue >= 0")
@@ -189,6 +190,13 @@ class BatchingEngine:
             compile_pieces = self.cuda_graphs and on_gpu and _triton_available()
         self.compile_pieces = bool(compile_pieces) and self.cuda_graphs
         self._graphs: DecodeGraphs | None = None
+        # Prompts admitted together prefilled in one forward pass (right-padded) on the fast path;
+        # not in batch-invariant mode, where each prompt's numbers must not depend on the others.
+        self.batched_prefill = (
+            (not self.batch_invariant if batched_prefill is None else batched_prefill)
+            and fast_decode
+            and not self.batch_invariant
+        )
         if self.cuda_graphs:
             self._slot_count = rows_bucket(max_batch)
         forward_params = inspect.signature(model.forward).parameters
@@ -357,6 +365,8 @@ class BatchingEngine:
             self._row_multiple = measure_row_multiple(self.model, self._slot_count)
             log.info("decode batches padded to multiples of %d rows", self._row_multiple)
         self._fast = self._check_fast_decode()
+        if self.batched_prefill and not self._check_batched_prefill():
+            self.batched_prefill = False
         if self._fast is not None and self.cuda_graphs:
             self._graphs = self._decode_graphs(self._kv, self._cache, self._slot_count)
             if self._device.type == "cuda":
@@ -443,35 +453,56 @@ class BatchingEngine:
         """Prefill waiting sequences into free slots (up to `max_batch` running, within the token budget)."""
         live = sum(1 for r in self._rows if r is not None)
         budget = self.prefill_token_budget
-        prefilled = 0
-        while self._waiting and live < self.max_batch:
+        chosen: list[_Sequence] = []
+        while self._waiting and live + len(chosen) < self.max_batch:
             seq = self._waiting[0]
             if seq.cancelled:
                 self._waiting.popleft()
                 self._cancelled += 1
                 continue
-            if prefilled and len(seq.prompt_ids) > budget:
+            if chosen and len(seq.prompt_ids) > budget:
                 break
             self._waiting.popleft()
             budget -= len(seq.prompt_ids)
-            prefilled += 1
+            chosen.append(seq)
+        for group in self._prefill_groups(chosen):
             try:
-                kv, event = self._prefill(seq)
-                if event.finish_reason is None:
-                    slot = self._rows.index(None)
-                    self._kv.store(slot, kv)
+                prefilled = self._prefill(group)
+                slots = []
+                for seq, (kv, event) in zip(group, prefilled, strict=True):
+                    slot = -1
+                    if event.finish_reason is None:
+                        slot = self._rows.index(None)
+                        self._kv.store(slot, kv)
+                        self._rows[slot] = seq  # taken; the bookkeeping below completes it
+                    slots.append(slot)
             except Exception as exc:  # noqa: BLE001
                 log.exception("prefill failed")
-                seq.done = True
-                self._failed += 1
-                events.append((seq, EngineFailure(f"prefill failed: {exc}")))
+                for seq in group:
+                    seq.done = True
+                    self._failed += 1
+                    events.append((seq, EngineFailure(f"prefill failed: {exc}")))
+                self._rows = [None if r is not None and r in group else r for r in self._rows]
                 continue
-            events.append((seq, event))
-            if event.finish_reason is None:
-                self._rows[slot] = seq
-                self._lengths[slot] = len(seq.prompt_ids)
-                self._tokens[slot] = seq.last_token
-                live += 1
+            for seq, (_, event), slot in zip(group, prefilled, slots, strict=True):
+                events.append((seq, event))
+                if slot >= 0:
+                    self._lengths[slot] = len(seq.prompt_ids)
+                    self._tokens[slot] = seq.last_token
+
+    def _prefill_groups(self, seqs: list[_Sequence]) -> list[list[_Sequence]]:
+        """Prompts prefilled together: one each, or with batched prefill runs of similar lengths whose
+        padded size stays within the prefill token budget."""
+        if not (self.batched_prefill and self._fast is not None) or len(seqs) < 2:
+            return [[s] for s in seqs]
+        groups: list[list[_Sequence]] = []
+        for seq in sorted(seqs, key=lambda s: len(s.prompt_ids)):
+            group = groups[-1] if groups else None
+            if group is not None and (len(group) + 1) * len(seq.prompt_ids) <= self.prefill_token_budget:
+                group.append(seq)
+            else:
+                groups.append([seq])
+        return groups
 
     def _compact(self) -> None:
         """Move rows above the smallest possible decode width into free slots below it."""
@@ -508,12 +539,29 @@ class BatchingEngine:
         logits = self._forward(ids, cache, **extra)
         return _cache_tensors(cache), logits
 
-    def _prefill(self, seq: _Sequence) -> tuple[_KV, TokenEvent]:
-        kv, logits = self._prefill_kv(seq.prompt_ids)
-        self._prefills += 1
-        self._prompt_tokens += len(seq.prompt_ids)
-        (event,) = self._sample([seq], logits)
-        return kv, event
+    def _prefill_kv_batch(self, prompts: list[list[int]]) -> tuple[list[_KV], torch.Tensor]:
+        """Several prompts in one fast-path pass, right-padded: each one's KV cache, and logits [n, vocab]."""
+        assert self._fast is not None
+        lengths = [len(p) for p in prompts]
+        width = max(lengths)
+        ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts], dtype=torch.long, device=self._device)
+        positions = torch.arange(width, device=self._device)[None, :].expand(len(prompts), width)
+        last = torch.tensor([n - 1 for n in lengths], device=self._device)
+        collected = PrefillCache()
+        logits = self._fast(ids, positions, collected, None, last)
+        kvs = [[(k[i : i + 1, :, :n], v[i : i + 1, :, :n]) for k, v in collected.layers] for i, n in enumerate(lengths)]
+        return kvs, logits
+
+    def _prefill(self, seqs: list[_Sequence]) -> list[tuple[_KV, TokenEvent]]:
+        """Prefill `seqs` (one, or a group for batched prefill) and sample each one's first token."""
+        if len(seqs) == 1:
+            kv, logits = self._prefill_kv(seqs[0].prompt_ids)
+            kvs = [kv]
+        else:
+            kvs, logits = self._prefill_kv_batch([s.prompt_ids for s in seqs])
+        self._prefills += len(seqs)
+        self._prompt_tokens += sum(len(s.prompt_ids) for s in seqs)
+        return list(zip(kvs, self._sample(seqs, logits), strict=True))
 
     def _decode_forward(
         self, cache: Any, tokens: list[int], lengths: list[int | None], visible: int, fast: bool
@@ -669,6 +717,25 @@ class BatchingEngine:
         extras = [name for name, on in (("fused", fast.fused), ("compiled pieces", fast.compiled),
                                         ("CUDA graphs", self.cuda_graphs)) if on]
         return "fast path" + (f" with {', '.join(extras)}" if extras else "")
+
+    def _check_batched_prefill(self) -> bool:
+        """Whether prompts prefilled together give each one's logits and keys as prefilled alone."""
+        if self._fast is None:
+            return False
+        prompts = [[(5 * i + 1) % self.vocab_size for i in range(n)] for n in (7, 3, 5)]
+        try:
+            kvs, logits = self._prefill_kv_batch(prompts)
+            for i, p in enumerate(prompts):
+                kv, alone = self._prefill_kv(p)
+                pairs = [(alone[0], logits[i])]
+                pairs += [(a, b) for x, y in zip(kv, kvs[i], strict=True) for a, b in zip(x, y, strict=True)]
+                if not all(self._same(a, b) for a, b in pairs):
+                    log.warning("batched prefill differs from prefilling alone here; prompts are prefilled one by one")
+                    return False
+        except Exception:  # noqa: BLE001
+            log.warning("batched prefill check failed; prompts are prefilled one by one", exc_info=True)
+            return False
+        return True
 
     def _no_fast_path(self) -> FastDecoder | None:
         self._fast = None

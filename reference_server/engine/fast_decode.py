@@ -199,12 +199,20 @@ class FastDecoder:
         return ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
 
     def __call__(
-        self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any,
+        attention_mask: torch.Tensor | None,
+        last: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits of the last position of each row; `cache.update` receives each layer's new keys.
+        """Logits of the last position of each row (or of position `last[row]`); `cache.update`
+        receives each layer's new keys.
 
-        Decode steps pass one token per row; a prefill passes one row of the whole prompt with no
-        mask, which the attention function (like transformers for an unpadded prompt) runs causal.
+        Decode steps pass one token per row; a prefill passes the whole prompt with no mask, which
+        the attention function (like transformers for an unpadded prompt) runs causal. Several
+        prompts prefilled together are right-padded: causal attention keeps each real token from
+        seeing the padding after it, and `last` picks each row's last real position.
         """
         attention = self._attention_function()
         rows, length = input_ids.shape
@@ -221,7 +229,8 @@ class FastDecoder:
             h, x = fn.add_rms_norm(h, F.linear(out, *layer.o), *layer.ln2)
             following = self.layers[i + 1].ln1 if i + 1 < len(self.layers) else self.norm
             h, x = fn.add_rms_norm(h, F.linear(fn.silu_mul(*layer.gate_and_up(x)), *layer.down), *following)
-        return F.linear(x[:, -1:, :], *self.lm_head)[:, -1, :].float()  # like logits_to_keep=1
+        final = x[:, -1, :] if last is None else x[torch.arange(rows, device=x.device), last]
+        return F.linear(final, *self.lm_head).float()  # like logits_to_keep=1
 
 
 class PrefillCache:

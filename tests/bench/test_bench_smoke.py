@@ -191,3 +191,40 @@ def test_short_run_end_to_end(tmp_path: Path) -> None:
     assert ratios["server_single / raw_generate_single"]["value"] == single["ratios"]["server / raw"]["median"]
     assert ratios["server_process_c1 / raw_generate_single"]["value"] == \
         single["ratios"]["server_process / raw"]["median"]
+
+
+def test_sse_events_are_split_across_reads_and_line_endings() -> None:
+    from bench.loadgen import SSEEvents
+
+    events = SSEEvents()
+    stream = b'data: {"a": 1}\n\ndata: {"b"' + b': 2}\r\n\r\n: comment\n\ndata: [DONE]\n\n'
+    got: list[bytes] = []
+    for i in range(0, len(stream), 7):  # arbitrary read boundaries, CRLF split in the middle
+        got += events.feed(stream[i : i + 7])
+    assert got == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"]
+    assert events.feed(b"data: partial") == []
+
+
+def test_a_stream_is_folded_into_times_tokens_and_errors() -> None:
+    from bench.loadgen import _record
+
+    res = RequestResult(ok=False, started=10.0, ended=10.0)
+    _record(res, b'{"choices": [{"text": "Hi", "finish_reason": null}]}', 10.5)
+    _record(res, b'{"choices": [{"text": " there", "finish_reason": null}]}', 10.75)
+    _record(res, b'{"choices": [{"text": "", "finish_reason": "length"}], "usage": {"completion_tokens": 2}}', 11.0)
+    _record(res, b"[DONE]", 11.0)
+    assert (res.ttft, res.itls, res.text_chunks) == (0.5, [0.25], 2)
+    assert (res.completion_tokens, res.finish_reason, res.error) == (2, "length", None)
+    _record(res, b'{"error": {"message": "boom"}}', 11.1)
+    assert res.error is not None and "boom" in res.error
+    _record(res, b"not json", 11.2)
+    assert res.error is not None and res.error.startswith("bad SSE data")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "bench" / "results" / "gpu-decode")
+                                        .glob("*.json")), ids=lambda p: p.name)
+def test_saved_gpu_decode_results_render(path: Path) -> None:
+    from bench.gpu_decode import markdown
+
+    md = markdown(json.loads(path.read_text(encoding="utf-8")))
+    assert "| decode mode |" in md and "of the limit" in md

@@ -238,3 +238,59 @@ def test_compiled_pieces_that_differ_are_dropped_before_the_graphs(model: Any, m
     assert engine._fast is not None and not engine._fast.compiled
     expected, _ = _engine_tokens(model, cuda_graphs=False)
     assert got == expected
+
+
+# ---------------------------------------------------------------- batched prefill
+
+
+def test_prompts_admitted_together_are_prefilled_in_one_pass(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reference_server.engine.batching import BatchingEngine
+
+    groups: list[int] = []
+    real = BatchingEngine._prefill_kv_batch
+
+    def counting(self: BatchingEngine, prompts: list[list[int]]) -> Any:
+        groups.append(len(prompts))
+        return real(self, prompts)
+
+    monkeypatch.setattr(BatchingEngine, "_prefill_kv_batch", counting)
+    ps = [prompt(n, seed=n) for n in (3, 11, 30, 7, 19)]
+    got, engine = run(model, ps, [20] * 5, batch_invariant=False, cuda_graphs=True)
+    assert engine.batched_prefill and groups[0] == 3  # the start-up check's three prompts
+    assert sum(groups[1:]) >= 2, "some of the five requests were prefilled together"
+    for p, tokens in zip(ps, got, strict=True):
+        ids = torch.tensor([p])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False,
+                             eos_token_id=None, pad_token_id=0)
+        assert tokens == out[0, len(p) :].tolist()
+
+
+def test_prefill_groups_keep_their_padded_size_within_the_budget(model: Any) -> None:
+    from reference_server.engine.batching import BatchingEngine, _Sequence
+
+    engine = BatchingEngine(model, eos_token_ids=frozenset(), context_length=CONTEXT, model_id="m",
+                            batch_invariant=False, prefill_token_budget=40)
+    engine._fast = FastDecoder(model)
+    seqs = [_Sequence(i, [1] * n, None, None, None) for i, n in enumerate([12, 3, 30, 5, 9, 10])]  # type: ignore[arg-type]
+    groups = engine._prefill_groups(seqs)
+    assert sorted(len(s.prompt_ids) for g in groups for s in g) == [3, 5, 9, 10, 12, 30]
+    for g in groups:
+        assert len(g) * max(len(s.prompt_ids) for s in g) <= 40 or len(g) == 1
+    assert [len(g) for g in groups] == [4, 1, 1]  # (3, 5, 9, 10): 4 x 10 = 40; then (12), (30)
+    invariant = BatchingEngine(model, eos_token_ids=frozenset(), context_length=CONTEXT, model_id="m",
+                               batch_invariant=True)
+    assert not invariant.batched_prefill
+
+
+def test_a_batched_prefill_that_differs_is_not_used(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reference_server.engine.batching import BatchingEngine
+
+    real = BatchingEngine._prefill_kv_batch
+
+    def off(self: BatchingEngine, prompts: list[list[int]]) -> Any:
+        kvs, logits = real(self, prompts)
+        return kvs, logits + 1.0
+
+    monkeypatch.setattr(BatchingEngine, "_prefill_kv_batch", off)
+    got, engine = _engine_tokens(model, cuda_graphs=False)
+    assert not engine.batched_prefill and engine._fast is not None
