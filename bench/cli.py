@@ -4,9 +4,9 @@
     python -m bench --short                          # CI: concurrency 1 8, few requests, max_tokens 16
     python -m bench --device cuda --model-size 1b    # GPU: ~1B random Llama, bandwidth limit, 64 streams
 
-The reference server runs twice, both up together: `server` (the default in-process engine,
-`--engine-process off`) and `server_process` (`--engine-process on`: the model in a child process;
-`--no-engine-process` skips it). The single-stream comparison (each server at c1 against raw
+The reference server runs twice, both up together: `server` (`--engine-process off`: the engine
+thread in the server process) and `server_process` (`--engine-process on`, the server's default:
+the model in a child process; `--no-engine-process` skips it). The single-stream comparison (each server at c1 against raw
 generate b=1, and the engine in process) runs in paired rounds while the servers are up: each round
 measures them back to back, order alternating, and a ratio is the median of the per-round ratios
 (`--rounds`, default 5; --short 3). The other levels are measured once per server, the two servers
@@ -665,6 +665,13 @@ def compute_ratios(report: dict[str, Any], args: argparse.Namespace) -> list[Rat
 # --------------------------------------------------------------------------- main
 
 
+def server_default_engine_process() -> str:
+    """What `reference-server` does without `--engine-process` ("on" or "off"), for the report's labels."""
+    from reference_server.cli import build_parser as server_parser
+
+    return str(server_parser().get_default("engine_process"))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "schema": "bench/2",
@@ -672,6 +679,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "args": {k: v for k, v in vars(args).items() if k != "quiet"},
         "machine": machine_info(args.device),
         "loadavg_start": loadavg(),
+        "server_default_engine_process": server_default_engine_process(),
     }
     t0 = time.perf_counter()
     spec, folder = resolve_model_dir(args)

@@ -169,9 +169,11 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"greedy, EOS ignored; threads {a.get('threads') or 'default'}; load average start {report.get('loadavg_start')} end {report.get('loadavg_end')}",
     ]
     if "server_process" in report:
-        lines.append("server: `--engine-process off` (default, engine thread in the server process); server (engine "
-                     "process): `--engine-process on` (model in a spawned child process; its peak mem counts the "
-                     "child); both up together, measured back to back")
+        on_default = report.get("server_default_engine_process") == "on"  # older results: off was the default
+        lines.append(f"server: `--engine-process off` ({'' if on_default else 'default, '}engine thread in the server "
+                     f"process); server (engine process): `--engine-process on` ({'default, ' if on_default else ''}"
+                     "model in a spawned child process; its peak mem counts the child); both up together, measured "
+                     "back to back")
     single = report.get("single_stream") or {}
     if single.get("rounds"):
         lines.append(

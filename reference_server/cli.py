@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import os
@@ -79,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=256, help="sequences waiting for a slot before 429")
     p.add_argument(
         "--engine-process",
-        default="off",
+        default="on",
         choices=["on", "off"],
-        help="run the model in a child process, so decoding never waits for the HTTP event loop",
+        help="run the model in a child process, so decoding never waits for the HTTP event loop (default on; "
+        "off: an engine thread in the server process, one process and one copy of the runtime less)",
     )
     p.add_argument(
         "--cuda-graphs",
@@ -172,13 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    # With the engine in a child process, this one needs the tokenizer and config only.
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, weights=args.engine_process == "off")
     engine: Engine
     options = engine_options(args)
     if args.engine_process == "on":
         spec = ModelSpec(args.model, device=args.device, dtype=args.dtype)
         engine = ProcessEngine.from_loaded(loaded, spec, **options)
-        loaded = dataclasses.replace(loaded, model=None)  # the child holds the weights; free this copy
     else:
         engine = BatchingEngine.from_loaded(loaded, **options)
     config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key, limits=limits_from_args(args))

@@ -169,7 +169,9 @@ class ProcessEngine:
 
     @classmethod
     def from_loaded(cls, loaded: Any, spec: ModelSpec, **kw: Any) -> ProcessEngine:
-        config = getattr(loaded.model, "config", None)
+        config = loaded.config if loaded.config is not None else getattr(loaded.model, "config", None)
+        if config is not None and hasattr(config, "get_text_config"):
+            config = config.get_text_config()
         vocab = getattr(config, "vocab_size", None) if config is not None else None
         return cls(
             spec,

@@ -49,6 +49,7 @@ class LoadedModel:
     dtype: str  # "float32", "bfloat16", "float16"
     eos_token_ids: frozenset[int]
     chat_template: str | None
+    config: Any = None  # the model's transformers config (also when loaded without weights)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -113,11 +114,13 @@ def _transformers_at_least(major: int, minor: int) -> bool:
         return True
 
 
-def load_model(spec: str = "tiny", device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(spec: str = "tiny", device: str = "auto", dtype: str = "auto", *, weights: bool = True) -> LoadedModel:
     """Load ``spec`` ("tiny" or a local Hugging Face causal-LM directory) for inference.
 
     device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
     dtype: "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16", "float16".
+    weights=False: tokenizer, config and what is derived from them, `model` None (for a process that
+    serves HTTP while another one holds the weights: it never touches the device).
     """
     if spec == TINY_MODEL_ID:
         path = build_tiny_model()
@@ -142,6 +145,8 @@ def load_model(spec: str = "tiny", device: str = "auto", dtype: str = "auto") ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if not weights:
+        return _without_weights(path, tokenizer, model_id, dev, dtype_name)
     # transformers >= 4.56 calls the argument `dtype`; older releases only know `torch_dtype`.
     dtype_kw = "dtype" if _transformers_at_least(4, 56) else "torch_dtype"
     model: Any = AutoModelForCausalLM.from_pretrained(
@@ -152,9 +157,6 @@ def load_model(spec: str = "tiny", device: str = "auto", dtype: str = "auto") ->
     for param in model.parameters():
         param.requires_grad_(False)
     param_device = next(model.parameters()).device
-    chat_template = getattr(tokenizer, "chat_template", None)
-    if isinstance(chat_template, dict):  # several named templates: serve the default one
-        chat_template = chat_template.get("default")
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -163,5 +165,36 @@ def load_model(spec: str = "tiny", device: str = "auto", dtype: str = "auto") ->
         device=str(param_device),
         dtype=dtype_name,
         eos_token_ids=_eos_ids(model, tokenizer),
-        chat_template=chat_template if isinstance(chat_template, str) else None,
+        chat_template=_chat_template(tokenizer),
+        config=model.config,
+    )
+
+
+def _chat_template(tokenizer: Any) -> str | None:
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # several named templates: serve the default one
+        template = template.get("default")
+    return template if isinstance(template, str) else None
+
+
+def _without_weights(path: Path, tokenizer: Any, model_id: str, device: str, dtype: str) -> LoadedModel:
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig, GenerationConfig
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    try:
+        generation = GenerationConfig.from_pretrained(str(path), local_files_only=True)
+    except OSError:  # no generation_config.json: transformers derives it from the model config
+        generation = GenerationConfig.from_model_config(config)
+    return LoadedModel(
+        model=None,
+        tokenizer=tokenizer,
+        model_id=model_id,
+        context_length=_context_length(config, tokenizer),
+        device=device,
+        dtype=dtype,
+        eos_token_ids=_eos_ids(SimpleNamespace(generation_config=generation), tokenizer),
+        chat_template=_chat_template(tokenizer),
+        config=config,
     )
