@@ -138,3 +138,17 @@ def test_a_model_that_cannot_load_fails_the_start(loaded: Any, tmp_path: Any) ->
     engine = ProcessEngine.from_loaded(loaded, ModelSpec(str(tmp_path / "missing"), device="cpu", dtype="auto"))
     with pytest.raises(EngineFailure, match="failed to start"):
         asyncio.run(engine.start())
+
+
+def test_the_http_side_needs_no_weights(loaded: Any) -> None:
+    """What `reference-server` does by default: the parent loads tokenizer and config only."""
+    bare = load_model("tiny", device="cpu", weights=False)
+    engine = ProcessEngine.from_loaded(bare, SPEC, max_batch=4, cuda_graphs=False)
+    assert engine.vocab_size == loaded.model.config.vocab_size
+    assert (engine.context_length, engine.model_id) == (loaded.context_length, loaded.model_id)
+
+    async def body(e: ProcessEngine) -> list[TokenEvent]:
+        return await events(e, prompts(loaded)[0], GREEDY)
+
+    got = with_process_engine(bare, body, max_batch=4, cuda_graphs=False)
+    assert len(got) == 24 and got[-1].finish_reason == "length"

@@ -94,3 +94,25 @@ def test_context_length_fallbacks() -> None:
         model_max_length = int(1e30)
 
     assert loader._context_length(SimpleNamespace(), Huge()) == loader.DEFAULT_CONTEXT_LENGTH
+
+
+def test_without_weights_everything_but_the_model_is_the_same(tiny_dir: Path, tiny_loaded: LoadedModel) -> None:
+    bare = load_model(str(tiny_dir), device="cpu", weights=False)
+    assert bare.model is None
+    assert bare.config is not None and bare.config.vocab_size == tiny_loaded.model.config.vocab_size
+    for field in ("model_id", "context_length", "dtype", "eos_token_ids", "chat_template"):
+        assert getattr(bare, field) == getattr(tiny_loaded, field), field
+    assert bare.device == "cpu"
+
+
+def test_without_weights_eos_ids_come_from_the_model_config_when_there_is_no_generation_config(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    full = load_model(str(folder), device="cpu")
+    bare = load_model(str(folder), device="cpu", weights=False)
+    assert bare.eos_token_ids == full.eos_token_ids and bare.eos_token_ids
