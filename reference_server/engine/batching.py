@@ -390,8 +390,10 @@ class BatchingEngine:
 
     def _decode_graphs(self, slots: KVSlots, cache: Any, rows: int) -> DecodeGraphs:
         assert self._fast is not None
-        capture = CudaGraphCapture(self._device) if self._device.type == "cuda" else eager_capture
-        return DecodeGraphs(self._fast, slots, cache, self._device, rows, capture)
+        on_gpu = self._device.type == "cuda"
+        capture = CudaGraphCapture(self._device) if on_gpu else eager_capture
+        dtype = next(self.model.parameters()).dtype if on_gpu else None  # additive mask, built once per step
+        return DecodeGraphs(self._fast, slots, cache, self._device, rows, capture, dtype)
 
     def _shutdown(self) -> None:
         err = EngineStopped("engine stopped")

@@ -110,7 +110,10 @@ class DecodeGraphs:
         device: torch.device,
         max_rows: int,
         capture: Capture,
+        mask_dtype: torch.dtype | None = None,
     ) -> None:
+        """`mask_dtype`: build the step's attention mask once, additive in this dtype (the model's), instead
+        of a boolean one that attention converts again in every layer; None keeps it boolean."""
         self.decoder = decoder
         self.slots = slots
         self.cache = cache
@@ -120,6 +123,11 @@ class DecodeGraphs:
         self.captures = 0  # graphs captured so far (all generations)
         self._inputs = torch.zeros((2, max_rows), dtype=torch.long, device=device)
         self._arange = torch.arange(slots.context_length, device=device)
+        self._mask_values = (
+            None
+            if mask_dtype is None
+            else (torch.zeros((), dtype=mask_dtype, device=device), torch.full((), -torch.inf, dtype=mask_dtype, device=device))
+        )
         self._graphs: dict[tuple[int, int], Step] = {}
         self._heads: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._generation = -1
@@ -182,6 +190,8 @@ class DecodeGraphs:
         def step() -> torch.Tensor:
             self.cache.step = SlotStep(rows, positions, keys)
             mask = (arange[None, :] <= positions[:, None])[:, None, None, :]
+            if self._mask_values is not None:
+                mask = torch.where(mask, *self._mask_values)
             logits = self.decoder(input_ids, positions[:, None], self.cache, mask)
             tokens = logits.argmax(dim=-1)
             logprobs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None])[:, 0]

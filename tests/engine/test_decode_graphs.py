@@ -294,3 +294,23 @@ def test_a_batched_prefill_that_differs_is_not_used(model: Any, monkeypatch: pyt
     monkeypatch.setattr(BatchingEngine, "_prefill_kv_batch", off)
     got, engine = _engine_tokens(model, cuda_graphs=False)
     assert not engine.batched_prefill and engine._fast is not None
+
+
+def test_an_additive_mask_built_once_gives_the_boolean_masks_logits(model: Any) -> None:
+    """On CUDA the graph builds its attention mask once per step in the model's dtype (SDPA would
+    convert a boolean one in every layer); the logits are the same."""
+    from reference_server.engine.kv_slots import KVSlots, make_slot_cache
+
+    results = []
+    for mask_dtype in (None, torch.float32):
+        slots = KVSlots(4, CONTEXT)
+        cache = make_slot_cache(slots)
+        with torch.inference_mode():
+            fast = FastDecoder(model)
+            for slot, n in enumerate((5, 9, 2)):
+                pc = PrefillCache()
+                fast(torch.tensor([prompt(n, seed=n)]), torch.arange(n)[None], pc, None)
+                slots.store(slot, pc.layers)
+            graphs = DecodeGraphs(fast, slots, cache, torch.device("cpu"), 4, cuda_graphs.eager_capture, mask_dtype)
+            results.append(graphs([7, 8, 9, 0], [5, 9, 2, 0], graphs.keys_for(10)).clone())
+    assert torch.equal(results[0][:3], results[1][:3])
