@@ -162,3 +162,46 @@ class Oracle:
             self._deterministic = again.status == 200 and isinstance(again.json, dict) and \
                 text(self.ctx, again.json) == self.text
         return self._deterministic
+
+
+# -- helpers for Hypothesis properties (conformance/strategies.py run_examples) ---------------------------
+
+
+def describe(example: dict[str, Any]) -> str:
+    """A short, stable label for the inputs one property example drew."""
+    from conformance.checks.common import clip as _clip
+
+    return ", ".join(f"{k}={_clip(v, 80)}" for k, v in example.items())
+
+
+def verify_drawn(ctx: Context, example: dict[str, Any], requirement: str, check: Any, *args: Any,
+                 **kwargs: Any) -> bool:
+    """ctx.verify for one drawn example: a failure's message starts with the drawn inputs, and its details
+    carry them (`example`), so the evidence says which example failed, not only which requests were made."""
+    from conformance.results import CheckFailure
+
+    def labelled(*a: Any, **k: Any) -> None:
+        try:
+            check(*a, **k)
+        except CheckFailure as failure:
+            failure.message = f"[drawn {describe(example)}] {failure.message}"
+            failure.details.setdefault("example", example)
+            raise
+
+    return ctx.verify(requirement, labelled, *args, **kwargs)
+
+
+class DeterminismMemo:
+    """Across the examples of one property: once the endpoint has shown it is not deterministic at temperature 0,
+    differing outputs are reported as NONDETERMINISTIC without re-checking every example's baseline."""
+
+    def __init__(self) -> None:
+        self.nondeterministic = False
+
+    def explains(self, oracle: Oracle, same: bool) -> bool:
+        """True when a comparison that came out different (`same` False) is explained by nondeterminism."""
+        if same:
+            return False
+        if not self.nondeterministic and not oracle.deterministic():
+            self.nondeterministic = True
+        return self.nondeterministic

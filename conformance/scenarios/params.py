@@ -1,9 +1,15 @@
-"""Sampling parameters and the options the seed lists as unsupported (default accepted; non-default per profile)."""
+"""Sampling parameters and the options the seed lists as unsupported (default accepted; non-default per profile).
+
+The unsupported options are Hypothesis properties: each example draws how the default is sent (0, 0.0, 1, null,
+empty, omitted) and which non-default value (penalties across [-2, 2], best_of above n, logit_bias maps, function
+lists), and checks acceptance, rejection naming the param, or support, per profile."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from hypothesis import strategies as st
 
 from conformance import strategies as S
 from conformance.checks import common
@@ -11,48 +17,59 @@ from conformance.checks import params as checks
 from conformance.checks.determinism import identical_outputs
 from conformance.client import Response
 from conformance.scenario import Context, scenario
-from conformance.scenarios._support import chat, completion, text
+from conformance.scenarios._support import chat, completion, text, verify_drawn
 
-FUNCTIONS = [{"name": "get_weather", "description": "Get the weather for a city",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
 BASE: dict[str, Any] = {"prompt": S.PROMPT, "max_tokens": 8, "temperature": 0}
 CHAT_BASE: dict[str, Any] = {"messages": S.CHAT_MESSAGES, "max_tokens": 8, "temperature": 0}
-BIAS_TOKEN = "100"  # an ordinary token id in common vocabularies
+BIAS_TOKEN = S.BIAS_TOKEN
+FUNCTIONS = [S.FUNCTION_DEFS[0]]
 
 
-def _options(name: str) -> tuple[Callable[..., Response], dict[str, Any], dict[str, Any]]:
-    """(request function, default-valued body, non-default body) for one option."""
-    if name == "functions":
-        return chat, dict(CHAT_BASE), {**CHAT_BASE, "functions": FUNCTIONS}
-    default = {"presence_penalty": 0, "frequency_penalty": 0, "best_of": 1, "logit_bias": {}}[name]
-    non_default = {"presence_penalty": 1.0, "frequency_penalty": 1.0, "best_of": 2,
-                   "logit_bias": {BIAS_TOKEN: 100}}[name]
-    return completion, {**BASE, name: default}, {**BASE, name: non_default}
+def _options(name: str) -> tuple[Callable[..., Response], dict[str, Any]]:
+    """(request function, body without the option) for one option: functions is chat-only, the rest completions."""
+    return (chat, dict(CHAT_BASE)) if name == "functions" else (completion, dict(BASE))
+
+
+def _with(base: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    return dict(base) if value is S.OMITTED else {**base, name: value}
 
 
 def _make(name: str) -> None:
     @scenario(f"params.{name}", covers=[f"params.{name}.default_accepted", f"params.{name}.rejected",
                                         f"params.{name}.supported"])
     def run(ctx: Context) -> None:
-        call, default, non_default = _options(name)
-        ctx.verify(f"params.{name}.default_accepted", checks.accepted, f"params.{name}.default_accepted",
-                   call(ctx, note=f"{name} at its default", **default))
+        call, base = _options(name)
         rejected, supported = ctx.applies(f"params.{name}.rejected"), ctx.applies(f"params.{name}.supported")
-        if not (rejected or supported):
-            return
-        response = call(ctx, note=f"{name} with a non-default value", **non_default)
-        if rejected:
-            ctx.verify(f"params.{name}.rejected", checks.rejected_param, f"params.{name}.rejected", response, name)
-        if supported:
-            req = f"params.{name}.supported"
-            with ctx.expect(req):
-                checks.accepted(req, response)
-                if name == "best_of":
-                    common.equal(req, "number of choices with best_of 2, n 1", len(response.json["choices"]), 1)
-                if name == "logit_bias" and response.json["choices"][0].get("finish_reason") == "length":
-                    checks.single_token_repeated(req, text(ctx, response.json), 8)
 
-    run.__doc__ = f"{name}: the default value is accepted; a non-default value is rejected or honoured per profile."
+        def example(data: st.DataObject) -> None:
+            form = data.draw(S.default_forms(name), label="default form")
+            verify_drawn(ctx, {name: form}, f"params.{name}.default_accepted", checks.accepted,
+                         f"params.{name}.default_accepted",
+                         call(ctx, note=f"{name} at its default ({form!r})", **_with(base, name, form)))
+            if not (rejected or supported):
+                return
+            fields = data.draw(S.non_default_values(name), label="non-default")
+            response = call(ctx, note=f"{name} with a non-default value", **{**base, **fields})
+            if rejected:
+                verify_drawn(ctx, fields, f"params.{name}.rejected", checks.rejected_param, f"params.{name}.rejected",
+                             response, name)
+            if supported:
+                verify_drawn(ctx, fields, f"params.{name}.supported", _supported, f"params.{name}.supported",
+                             response, fields)
+
+        def _supported(req: str, response: Response, fields: dict[str, Any]) -> None:
+            checks.accepted(req, response)
+            if name == "best_of":
+                common.equal(req, f"number of choices with best_of {fields['best_of']}, n {fields.get('n', 1)}",
+                             len(response.json["choices"]), fields.get("n", 1))
+            if (name == "logit_bias" and fields["logit_bias"] == {BIAS_TOKEN: 100}
+                    and response.json["choices"][0].get("finish_reason") == "length"):
+                checks.single_token_repeated(req, text(ctx, response.json), base["max_tokens"])
+
+        S.run_examples(ctx, example)
+
+    run.__doc__ = (f"{name}: drawn default forms are accepted; drawn non-default values are rejected or honoured "
+                   "per profile.")
 
 
 for _name in ("presence_penalty", "frequency_penalty", "best_of", "logit_bias", "functions"):
