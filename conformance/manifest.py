@@ -1,7 +1,8 @@
 """The checked-in manifest `conformance/manifest.yaml`: requirement id -> the scenarios that cover it.
 
 Generated from the scenario registry (`build_manifest`), checked by the unit tests (`check_manifest`): a
-requirement without a scenario, a scenario covering an unknown requirement, or a stale file is refused.
+requirement without a scenario, a scenario covering an unknown requirement, a scenario covering no
+requirement at all, or a stale file is refused.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def manifest_problems(covers: Mapping[str, Any], catalogue: Mapping[str, Any],
                       checked_in: Mapping[str, list[str]] | None) -> list[str]:
     """Problems between scenarios (name -> covered ids), the catalogue and a checked-in manifest."""
     problems: list[str] = []
+    for name, ids in covers.items():
+        if not ids:
+            problems.append(f"scenario {name} covers no requirement (a test without a requirement)")
     built = build_manifest(covers, catalogue)
     for rid, names in built.items():
         if rid not in catalogue:

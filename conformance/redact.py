@@ -2,16 +2,40 @@
 
 Everything the suite writes (exchanges, messages, reports) goes through a `Redactor`
 built from the run's API key: the key is replaced by ``***`` wherever it occurs (also
-URL-encoded), and `Authorization`-like headers are masked whatever their value.
+URL-encoded), `Authorization`-like headers are masked whatever their value, and the
+userinfo of any URL (``http://user:password@host`` -> ``http://***@host``) is masked too,
+so credentials embedded in --base-url never reach a message, a report or results.json.
 """
 
 from __future__ import annotations
 
+import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
+# scheme://userinfo@ : userinfo runs up to the first "@" before any "/", "?", "#" or whitespace.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/?#@\s]*)@")
+MIN_URL_SECRET = 6  # shorter userinfo parts are masked inside URLs only, not wherever they occur
+
+
+def redact_url(url: str) -> str:
+    """`url` (or any text holding URLs) with the userinfo of every URL replaced by ``***``."""
+    if "@" not in url or "://" not in url:
+        return url
+    return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", url)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials in a URL's userinfo: the password, or a username used as a token (no password)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password, username = parts.password, parts.username
+    except ValueError:
+        return []
+    found = [urllib.parse.unquote(password)] if password else [urllib.parse.unquote(username)] if username else []
+    return [s for s in found if len(s) >= MIN_URL_SECRET]
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"})
 
 TEXT_LIMIT = 8 * 1024  # characters of a text body kept as evidence
@@ -20,18 +44,24 @@ LIST_LIMIT = 200  # items of one JSON list kept as evidence
 
 
 class Redactor:
-    def __init__(self, secret: str | None) -> None:
+    """Masks the API key (`secret`) and the credentials of `urls` (e.g. the base URL's userinfo)."""
+
+    def __init__(self, secret: str | None, *, urls: Iterable[str] = ()) -> None:
         self.secret = secret or None
         forms: list[str] = []
-        if self.secret:
-            forms.append(self.secret)
-            for quoted in (urllib.parse.quote(self.secret, safe=""), urllib.parse.quote_plus(self.secret)):
-                if quoted not in forms:
-                    forms.append(quoted)
+        secrets = [self.secret] if self.secret else []
+        for url in urls:
+            secrets.extend(url_secrets(url))
+        for secret_value in secrets:
+            for form in (secret_value, urllib.parse.quote(secret_value, safe=""),
+                         urllib.parse.quote_plus(secret_value)):
+                if form not in forms:
+                    forms.append(form)
         # longest first so a form containing another is replaced whole
         self._forms = sorted(forms, key=len, reverse=True)
 
     def text(self, value: str) -> str:
+        value = redact_url(value)
         for form in self._forms:
             if form in value:
                 value = value.replace(form, MASK)
@@ -39,8 +69,6 @@ class Redactor:
 
     def value(self, value: Any) -> Any:
         """Redact strings anywhere in a JSON-like structure (keys included)."""
-        if not self._forms:
-            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):

@@ -299,7 +299,7 @@ def run_suite(
     observed: dict[str, Any] = {}
     probe_thread: threading.Thread | None = None
     scenarios = scenarios if scenarios is not None else load_scenarios()
-    redactor = Redactor(config.api_key)
+    redactor = Redactor(config.api_key, urls=[config.base_url])
     cost = Cost()
 
     root = Client(config.base_url, config.api_key, config.timeout, cost,

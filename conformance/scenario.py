@@ -51,7 +51,15 @@ REGISTRY: dict[str, ScenarioSpec] = {}
 
 
 def scenario(name: str, covers: list[str] | tuple[str, ...]) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
-    """Register a scenario under a stable name (used in reports and the manifest)."""
+    """Register a scenario under a stable name (used in reports and the manifest).
+
+    Raises ValueError at registration for a scenario that covers no requirement (a test without a
+    requirement), a covers= given as a bare string, or a name registered twice."""
+    if isinstance(covers, str):
+        raise ValueError(f"scenario {name!r}: covers= must be a list of requirement ids, not the string {covers!r}")
+    if not covers:
+        raise ValueError(f"scenario {name!r} covers no requirement: every scenario must name the requirement "
+                         "id(s) it verifies in covers=[...] (a test without a requirement is refused)")
 
     def register(func: Callable[[Context], None]) -> Callable[[Context], None]:
         if name in REGISTRY and REGISTRY[name].func is not func:

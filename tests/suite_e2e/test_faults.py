@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.harness import BAD, explain, run
+from fakes.runs import conformance_run
 from fakes.server import FAULT_KNOBS, PLANTED_KEY, FakeConfig, serve_fake
 
 from conformance.catalogue import load_catalogue
 from conformance.results import RunReport, Status
+from conformance.runner import RunConfig, run_suite
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,11 @@ FAULTS = [
     Fault("fastapi-422", {"fastapi_422_errors": True}, ("errors.envelope",), ("errors",)),
     Fault("any-key-accepted", {"accept_any_key": True}, ("auth.wrong_key", "auth.malformed_header"), ("auth",)),
     Fault("key-echoed-in-401", {"echo_key_in_errors": True}, ("auth.error_shape",), ("auth",)),
-    # an endpoint without any auth: the suite reports auth as not applicable (catalogue: "when the
-    # endpoint requires a key"), it does not fail it
-    Fault("no-auth-at-all", {"no_auth": True}, ("auth.missing_key", "auth.wrong_key"), ("auth",),
-          statuses=frozenset({Status.NOT_APPLICABLE})),
+    # an endpoint without any auth, run with a key (as every case here is): the key says the endpoint
+    # should require one, so keyless, wrong-key and non-Bearer requests served with 200 fail auth.*
+    # (without a key it is not applicable: test_no_auth_without_a_key_is_not_applicable below)
+    Fault("no-auth-at-all", {"no_auth": True}, ("auth.missing_key", "auth.wrong_key", "auth.malformed_header"),
+          ("auth",)),
     Fault("unknown-model-served", {"unknown_model_ok": True}, ("errors.unknown_model",), ("errors",)),
     Fault("malformed-json-500", {"malformed_json_500": True}, ("errors.malformed_json",), ("errors",)),
     Fault("html-error-page", {"html_error_page": True}, ("schema.completion.response", "stream.done"),
@@ -150,3 +154,38 @@ def test_every_fault_knob_and_every_requirement_family_has_a_case() -> None:
     families = {req.area for req in load_catalogue().values()}
     caught = {rid.split(".")[0] for f in FAULTS for rid in f.expect if f.statuses & BAD}
     assert families - {"sdk"} <= caught, f"families without a fault case: {sorted(families - caught)}"
+
+
+AUTH_IDS = ("auth.missing_key", "auth.wrong_key", "auth.malformed_header", "auth.error_shape")
+
+
+def test_no_auth_without_a_key_is_not_applicable() -> None:
+    """No key given for the run: an endpoint serving keyless requests is an open one, auth.* n/a."""
+    with serve_fake(FakeConfig(profile="openai", api_key=PLANTED_KEY, no_auth=True)) as url:
+        report = run_suite(RunConfig(base_url=url, api_key=None, profile="openai", only=["auth"], timeout=5.0,
+                                     max_examples=2, report_dir=Path("reports") / "e2e-unused"))
+    got = {r.id: r for r in report.requirements}
+    for rid in AUTH_IDS:
+        assert got[rid].status == Status.NOT_APPLICABLE, explain(report, AUTH_IDS)
+        assert "authentication is not enforced" in got[rid].message and "--api-key" in got[rid].message
+    assert report.verdict == Status.PASS
+
+
+def test_no_auth_with_a_key_fails_with_exit_1(tmp_path: Path) -> None:
+    """`conformance run` given a key ($CONFORMANCE_API_KEY) against an endpoint enforcing none: exit 1, and
+    auth.missing_key's evidence is the keyless request and the 200 it got, the key redacted everywhere."""
+    with serve_fake(FakeConfig(profile="openai", api_key=PLANTED_KEY, no_auth=True)) as url:
+        done = conformance_run("openai", "openai", tmp_path / "report", "--base-url", url, "--only", "auth")
+    assert done.code == 1, done.output
+    report = done.report
+    got = {r.id: r for r in report.requirements}
+    for rid in ("auth.missing_key", "auth.wrong_key", "auth.malformed_header"):
+        assert got[rid].status == Status.FAIL, explain(report, AUTH_IDS)
+        assert "authentication is not enforced" in got[rid].message
+    assert report.verdict == Status.FAIL
+    exchanges = [x for e in got["auth.missing_key"].evidence for x in e.exchanges]
+    keyless = [x for x in exchanges if "authorization" not in x.request.headers]
+    assert keyless and keyless[0].request.method == "POST" and keyless[0].request.url.endswith("/completions")
+    assert keyless[0].response is not None and keyless[0].response.status == 200
+    texts = {**done.files(), "stdout": done.stdout, "stderr": done.stderr}
+    assert not [name for name, text in texts.items() if PLANTED_KEY in text]
