@@ -7,19 +7,28 @@ change meaning; an id only in one run is "added" or "removed"). Kinds of change:
 - `fix`: fail/error/timeout -> pass
 - `status`: any other status change (pass -> not_applicable, fail -> error, skip -> pass ...)
 - `added` / `removed`: the id is only in the new / old run
-- `message`: same status, different observed message (changed evidence)
+- `message`: same status, different observed message
+- `evidence`: same status and message, but the recorded exchanges differ materially: the request
+  method, path or body, or the response status, body or stream events (compared as a digest of each
+  exchange with volatile fields left out: ids, `created`, `system_fingerprint`, durations, headers,
+  the target's host). Like `message`, never a regression.
+
+Both files are read with `reports.io.load_report_compatible`: a results.json of another suite
+version loads (unknown fields ignored, a note on standard error and in the output); a file that is
+not a results.json at all exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.results import RequirementResult, RunReport, Status
+from conformance.results import Exchange, RequirementResult, RunReport, Status
 from reports.common import (
     BAD,
     STATUS_EMOJI,
@@ -30,17 +39,23 @@ from reports.common import (
     render_html,
     target_label,
 )
-from reports.io import ReportFileError, load_report
+from reports.io import ReportFileError, load_report_compatible
 
-KINDS = ("regression", "fix", "status", "added", "removed", "message")
+KINDS = ("regression", "fix", "status", "added", "removed", "message", "evidence")
 KIND_TITLES = {
     "regression": "Regressions",
     "fix": "Fixes",
     "status": "Other status changes",
     "added": "New requirements",
     "removed": "Removed requirements",
-    "message": "Changed evidence (same status)",
+    "message": "Changed observed message (same status)",
+    "evidence": "Changed evidence (same status and message)",
 }
+# Keys whose values differ between identical runs; left out of the evidence digest at any depth.
+VOLATILE_KEYS = frozenset({
+    "id", "created", "created_at", "system_fingerprint", "elapsed_s", "duration", "duration_s",
+    "duration_ms", "latency", "latency_ms", "request_id", "timestamp",
+})
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,9 @@ class DiffEntry:
     new_status: Status | None
     old_message: str = ""
     new_message: str = ""
+    evidence_change: str = ""  # kind "evidence": what differs, e.g. "exchange 1 (POST /v1/completions): HTTP 200 → 500"
+    old_evidence: str = ""  # digests of the normalised exchanges (kind "evidence" only)
+    new_evidence: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +84,9 @@ class DiffEntry:
             "new_status": self.new_status.value if self.new_status else None,
             "old_message": self.old_message,
             "new_message": self.new_message,
+            "evidence_change": self.evidence_change,
+            "old_evidence_digest": self.old_evidence,
+            "new_evidence_digest": self.new_evidence,
         }
 
 
@@ -98,6 +119,7 @@ class Diff:
     new: RunInfo
     entries: list[DiffEntry] = field(default_factory=list)
     unchanged: int = 0
+    notes: list[str] = field(default_factory=list)  # e.g. a file read from another suite version
 
     def of_kind(self, kind: str) -> list[DiffEntry]:
         return [e for e in self.entries if e.kind == kind]
@@ -112,8 +134,8 @@ class Diff:
 
     @property
     def changed_ids(self) -> list[str]:
-        """Ids whose status differs (or that exist in one run only); message-only changes excluded."""
-        return sorted(e.id for e in self.entries if e.kind != "message")
+        """Ids whose status differs (or that exist in one run only); message and evidence changes excluded."""
+        return sorted(e.id for e in self.entries if e.kind not in ("message", "evidence"))
 
     def as_dict(self) -> dict[str, Any]:
         def info(i: RunInfo) -> dict[str, Any]:
@@ -129,11 +151,92 @@ class Diff:
             "unchanged": self.unchanged,
             "regression": bool(self.regressions),
             "changes": [e.as_dict() for e in self.entries],
+            "notes": list(self.notes),
         }
 
 
 def _message(r: RequirementResult) -> str:
     return observed_text(r, 500)
+
+
+def _normalise(value: Any) -> Any:
+    """`value` without volatile keys (at any depth); JSON text inside strings is parsed first."""
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return _normalise(json.loads(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _path(url: str) -> str:
+    """The url without scheme and host: the host is the target, already compared in the header."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "") if parts.scheme else url
+
+
+def exchange_view(ex: Exchange) -> dict[str, Any]:
+    """The material part of one exchange, normalised: what the evidence digest is made of."""
+    resp = ex.response
+    return {
+        "request": {"method": ex.request.method.upper(), "url": _path(ex.request.url), "body": _normalise(ex.request.body)},
+        "response": None if resp is None else {
+            "status": resp.status,
+            "body": _normalise(resp.body),
+            "events": None if resp.events is None else [_normalise(e) for e in resp.events],
+        },
+        "transport_error": ex.error is not None,  # its text holds timings; whether there was one is material
+    }
+
+
+def _exchanges(r: RequirementResult) -> list[dict[str, Any]]:
+    return [exchange_view(ex) for ev in r.evidence for ex in ev.exchanges]
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def evidence_digest(r: RequirementResult) -> str:
+    """A short digest of a result's normalised exchanges (see `exchange_view`)."""
+    return _digest(_exchanges(r))
+
+
+def _evidence_change(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
+    """What differs between two lists of normalised exchanges, in a few words."""
+    changes: list[str] = []
+    if len(old) != len(new):
+        changes.append(f"{len(old)} → {len(new)} exchange(s)")
+    for i, (o, n) in enumerate(zip(old, new, strict=False), 1):
+        if o == n:
+            continue
+        what: list[str] = []
+        oq, nq = o["request"], n["request"]
+        if (oq["method"], oq["url"]) != (nq["method"], nq["url"]):
+            what.append(f"request {oq['method']} {oq['url']} → {nq['method']} {nq['url']}")
+        if oq["body"] != nq["body"]:
+            what.append("request body changed")
+        orsp, nrsp = o["response"], n["response"]
+        if (orsp is None) != (nrsp is None):
+            what.append("response " + ("now missing" if nrsp is None else "now present"))
+        elif orsp is not None and nrsp is not None:
+            if orsp["status"] != nrsp["status"]:
+                what.append(f"HTTP {orsp['status']} → {nrsp['status']}")
+            if orsp["body"] != nrsp["body"]:
+                what.append("response body changed")
+            if orsp["events"] != nrsp["events"]:
+                what.append("stream events changed")
+        if o["transport_error"] != n["transport_error"]:
+            what.append("transport error " + ("now" if n["transport_error"] else "gone"))
+        changes.append(f"exchange {i} ({nq['method']} {nq['url']}): " + ", ".join(what or ["changed"]))
+    return "; ".join(changes)
 
 
 def _kind(old: Status, new: Status) -> str | None:
@@ -166,12 +269,24 @@ def diff_reports(old: RunReport, new: RunReport) -> Diff:
             om, nm = _message(o), _message(n)
             if kind is None and om != nm:
                 kind = "message"
+            evidence: dict[str, str] = {}
+            if kind is None:
+                ox, nx = _exchanges(o), _exchanges(n)
+                od, nd = _digest(ox), _digest(nx)
+                if od != nd:
+                    kind = "evidence"
+                    evidence = {"evidence_change": _evidence_change(ox, nx), "old_evidence": od, "new_evidence": nd}
             if kind is None:
                 unchanged += 1
                 continue
-            entries.append(DiffEntry(kind=kind, old_status=o.status, new_status=n.status, old_message=om, new_message=nm, **common))
+            entries.append(DiffEntry(kind=kind, old_status=o.status, new_status=n.status, old_message=om,
+                                     new_message=nm, **evidence, **common))
     entries.sort(key=lambda e: (KINDS.index(e.kind), area_rank(e.area), e.id))
-    return Diff(old=RunInfo.of(old), new=RunInfo.of(new), entries=entries, unchanged=unchanged)
+    notes = []
+    if old.suite.version != new.suite.version:
+        notes.append(f"the runs are of different suite versions ({old.suite.version} and {new.suite.version}): "
+                     "results are matched by requirement id")
+    return Diff(old=RunInfo.of(old), new=RunInfo.of(new), entries=entries, unchanged=unchanged, notes=notes)
 
 
 # --- renderers ---------------------------------------------------------------------------------
@@ -195,6 +310,9 @@ def render_md(diff: Diff) -> str:
         " · ".join(f"{KIND_TITLES[k]}: {len(diff.of_kind(k))}" for k in KINDS) + f" · Unchanged: {diff.unchanged}",
         "",
     ]
+    if diff.notes:
+        for note in diff.notes:
+            lines += [f"> **Note:** {md_cell(note)}", ""]
     if not diff.entries:
         lines += ["No differences.", ""]
     for kind in KINDS:
@@ -206,6 +324,8 @@ def render_md(diff: Diff) -> str:
             observed = e.new_message if kind != "removed" else e.old_message
             if kind == "message":
                 observed = f"was: {e.old_message} → now: {e.new_message}"
+            elif kind == "evidence":
+                observed = e.evidence_change + (f" (observed: {e.new_message})" if e.new_message else "")
             lines.append(
                 f"| `{md_cell(e.id)}` | {e.level} | {_st(e.old_status)} | {_st(e.new_status)} | {md_cell(observed)} |"
             )
@@ -241,11 +361,14 @@ def cli(args: argparse.Namespace | list[str] | None = None) -> int:
         add_arguments(parser)
         args = parser.parse_args(args)
     try:
-        old, new = load_report(args.old), load_report(args.new)
+        (old, old_notes), (new, new_notes) = load_report_compatible(args.old), load_report_compatible(args.new)
     except ReportFileError as exc:
         print(f"conformance diff: {exc}", file=sys.stderr)
         return 2
+    for note in (*old_notes, *new_notes):
+        print(f"conformance diff: note: {note}", file=sys.stderr)
     diff = diff_reports(old, new)
+    diff.notes = [*old_notes, *new_notes, *diff.notes]
     text = RENDERERS[getattr(args, "format", None) or "md"](diff)
     out = getattr(args, "out", None)
     if out:

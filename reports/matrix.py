@@ -4,6 +4,10 @@
 no external assets) and `DIR/matrix.md`, plus each run's HTML report under `DIR/runs/<n>-<label>/`
 (copied from beside its results.json when present, rendered otherwise), so that every cell links to
 the evidence (`report.html#req-<id>`) and the directory can be shared as a whole.
+
+Rows are matched by requirement id, so runs of different suite versions share a matrix: each
+results.json is read with `reports.io.load_report_compatible` (another version's unknown fields are
+ignored, with a note on standard error); a file that is not a results.json exits 2.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from reports.common import (
     target_label,
 )
 from reports.html import write_html
-from reports.io import ReportFileError, load_report, write_results_json
+from reports.io import ReportFileError, load_report_compatible, write_results_json
 
 DEFAULT_OUT = Path("reports") / "latest" / "matrix"
 
@@ -230,10 +234,13 @@ def cli(args: argparse.Namespace | list[str] | None = None) -> int:
         if path.is_dir():
             path = path / "results.json"
         try:
-            reports.append(load_report(path))
+            report, notes = load_report_compatible(path)
         except ReportFileError as exc:
             print(f"conformance matrix: {exc}", file=sys.stderr)
             return 2
+        for note in notes:
+            print(f"conformance matrix: note: {note}", file=sys.stderr)
+        reports.append(report)
         sources.append(path)
     paths = write_matrix(reports, getattr(args, "out", None) or DEFAULT_OUT, sources)
     print(f"wrote {paths['html']} and {paths['md']} ({len(reports)} targets)")

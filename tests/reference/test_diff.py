@@ -54,7 +54,7 @@ def test_diff_of_each_profile_on_its_own_server(run_ff: CliRun, run_oo: CliRun, 
     code, text = _diff_cli(run_ff, run_oo, tmp_path / "diff.json")
     assert code == 0
     data = json.loads(text)
-    assert {c["id"] for c in data["changes"] if c["kind"] != "message"} == changed
+    assert {c["id"] for c in data["changes"] if c["kind"] not in ("message", "evidence")} == changed
     assert data["regression"] is False
     assert (data["old"]["profile"], data["new"]["profile"]) == ("fireworks", "openai")
 
@@ -80,7 +80,7 @@ def test_diff_after_switching_the_profile_lists_the_regressions(run_ff: CliRun, 
     code, text = _diff_cli(run_ff, run_fo, tmp_path / "diff.json")
     assert code == 1
     data = json.loads(text)
-    assert {c["id"] for c in data["changes"] if c["kind"] != "message"} == changed
+    assert {c["id"] for c in data["changes"] if c["kind"] not in ("message", "evidence")} == changed
     assert {c["id"] for c in data["changes"] if c["kind"] == "regression"} == regressions
 
     code, md = _diff_cli(run_ff, run_fo, tmp_path / "diff.md", "md")

@@ -6,10 +6,11 @@ import argparse
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conformance.results import Level, Status
+from conformance.results import Level, RunReport, Status
 from reports import write_run_outputs
 from reports.diff import cli as diff_cli
 from reports.diff import diff_reports, render_html_diff, render_json, render_md
@@ -21,13 +22,13 @@ from reports.expectations import (
     parse_expectations,
 )
 from reports.html import render_report_html
-from reports.io import ReportFileError, load_report, write_results_json
+from reports.io import ReportFileError, load_report, load_report_compatible, write_results_json
 from reports.junit import junit_string, write_junit
 from reports.markdown import render_markdown
 from reports.matrix import build_matrix, write_matrix
 from reports.matrix import cli as matrix_cli
 
-from .conftest import PLANTED_KEY, ROWS, SCRIPT_BODY, exchange, make_report
+from .conftest import PLANTED_KEY, ROWS, SCRIPT_BODY, exchange, make_report, make_result
 
 BAD = {"fail", "error", "timeout"}
 
@@ -50,6 +51,59 @@ def test_invalid_results_json_is_rejected(tmp_path: Path) -> None:
         load_report(bad)
     with pytest.raises(ReportFileError, match="no such file"):
         load_report(tmp_path / "missing.json")
+
+
+def _other_version(report: RunReport, version: str = "9.9.0") -> dict[str, Any]:
+    """results.json of another suite version: extra fields at several depths, one field gone."""
+    data: dict[str, Any] = report.model_dump(mode="json")
+    data["suite"]["version"] = version
+    data["schema_version"] = 2
+    data["attestation"] = {"signed_by": "ci"}
+    data["target"]["region"] = "eu-west-1"
+    data["requirements"][0]["weight"] = 3
+    data["requirements"][1]["evidence"][0]["exchanges"][0]["response"]["ttfb_s"] = 0.05
+    del data["observed"]
+    return data
+
+
+def test_results_json_of_another_version_loads_compatibly(tmp_path: Path) -> None:
+    report = make_report()
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_other_version(report)))
+    with pytest.raises(ReportFileError, match="Additional properties"):
+        load_report(path)  # strict reading is unchanged
+    loaded, notes = load_report_compatible(path)
+    assert [r.id for r in loaded.requirements] == [r.id for r in report.requirements]
+    assert [r.status for r in loaded.requirements] == [r.status for r in report.requirements]
+    assert loaded.requirements[1].evidence == report.requirements[1].evidence
+    assert len(notes) == 1 and "suite version 9.9.0" in notes[0] and "this is suite" in notes[0]
+    assert "schema_version 2" in notes[0]
+    # a file of the current schema loads without notes
+    assert load_report_compatible(write_results_json(report, tmp_path / "ok" / "results.json")) == (report, [])
+    # only the core: requirements with id and status; the rest gets defaults
+    minimal = tmp_path / "minimal.json"
+    minimal.write_text(json.dumps({"suite": {"version": "0.0.1"},
+                                   "requirements": [{"id": "stop.included", "status": "fail"}]}))
+    loaded, notes = load_report_compatible(minimal)
+    assert loaded.requirements[0].area == "stop" and loaded.verdict == Status.FAIL and "0.0.1" in notes[0]
+    # writing stays strict: what was read is written back in the current schema
+    assert load_report(write_results_json(loaded, tmp_path / "rewritten" / "results.json")) == loaded
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("[1, 2]", "top level is a JSON array"),
+    ('{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"}', 'no "requirements" list'),
+    ('{"requirements": [{"status": "pass"}]}', 'requirements[0] has no "id"'),
+    ('{"requirements": [{"id": "a.b", "status": "maybe"}]}', "status 'maybe'"),
+    ('{"requirements": [{"id": "a.b", "status": "pass", "tests": [1]}]}', "requirements.0.tests.0"),
+    ("not json", "not a readable JSON file"),
+])
+def test_not_a_results_json_is_rejected_in_one_line(tmp_path: Path, content: str, reason: str) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ReportFileError) as info:
+        load_report_compatible(path)
+    assert reason in str(info.value) and "\n" not in str(info.value)
 
 
 # --- junit -------------------------------------------------------------------------------------
@@ -241,6 +295,89 @@ def test_diff_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert diff_cli([str(a), str(tmp_path / "nope.json")]) == 2
     for fmt in ("md", "html"):
         assert diff_cli([str(a), str(b), "--format", fmt, "--out", str(tmp_path / f"d.{fmt}")]) == 1
+
+
+def test_diff_and_matrix_across_suite_versions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = _pair()
+    a = tmp_path / "a" / "results.json"
+    a.parent.mkdir()
+    a.write_text(json.dumps(_other_version(old, "0.0.9")))
+    b = write_results_json(new, tmp_path / "b" / "results.json")
+    assert diff_cli([str(a), str(b), "--format", "json"]) == 1  # stop.included regressed: compared by id
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert {c["id"]: c["kind"] for c in out["changes"]}["stop.included"] == "regression"
+    assert out["counts"]["evidence"] == 0 and out["unchanged"] == len(ROWS) - 5
+    assert "note:" in captured.err and "suite version 0.0.9" in captured.err
+    assert any("0.0.9" in n for n in out["notes"])
+    assert diff_cli([str(a), str(a)]) == 0
+    assert "0.0.9" in capsys.readouterr().out  # the Markdown names the version difference too
+    out_dir = tmp_path / "matrix"
+    assert matrix_cli(argparse.Namespace(results=[str(a), str(b)], out=str(out_dir))) == 0
+    assert "suite version 0.0.9" in capsys.readouterr().err
+    assert "stop.included" in (out_dir / "matrix.html").read_text(encoding="utf-8")
+    # not a results.json at all: exit 2, one line naming the file
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "object", "properties": {}}')
+    for cli, argv in ((diff_cli, [str(schema), str(b)]),
+                      (matrix_cli, argparse.Namespace(results=[str(b), str(schema)], out=str(out_dir)))):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(schema) in err and "not a conformance results.json" in err
+
+
+def _with_exchange(report: RunReport, rid: str, body: Any, status: int = 200) -> None:
+    """Replace the first exchange of `rid`'s evidence with one answering `body` with HTTP `status`."""
+    for i, r in enumerate(report.requirements):
+        if r.id == rid:
+            result = make_result(r.id, r.area, r.level, r.status, r.message)
+            result.evidence[0].exchanges[0] = exchange(body, status)
+            report.requirements[i] = result
+
+
+def test_diff_reports_changed_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    choice = {"index": 0, "text": "hi", "finish_reason": "stop"}
+    body: dict[str, Any] = {"id": "cmpl-1", "object": "text_completion", "created": 1700000000,
+                            "system_fingerprint": "fp_1", "choices": [choice]}
+    old, new = make_report(), make_report()
+    _with_exchange(old, "stop.included", body=body)
+    _with_exchange(new, "stop.included", body=body, status=201)  # status code changed
+    _with_exchange(old, "logprobs.top_logprobs", body=body)
+    _with_exchange(new, "logprobs.top_logprobs", body={**body, "choices": [{**choice, "text": "bye"}]})
+    volatile = {**body, "id": "cmpl-2", "created": 1800000000, "system_fingerprint": "fp_2"}
+    _with_exchange(old, "params.best_of_rejected", body=body)
+    _with_exchange(new, "params.best_of_rejected", body=volatile)  # only volatile fields differ
+    response = new.requirements[0].evidence[0].exchanges[0].response
+    assert response is not None
+    response.elapsed_s = 9.0  # durations are volatile
+    new.requirements[0].duration_s = 7.0
+
+    diff = diff_reports(old, new)
+    kinds = {e.id: e.kind for e in diff.entries}
+    assert kinds == {"stop.included": "evidence", "logprobs.top_logprobs": "evidence"}
+    assert not diff.regressions and diff.changed_ids == []
+    by_id = {e.id: e for e in diff.entries}
+    assert by_id["stop.included"].evidence_change == "exchange 1 (POST /v1/completions): HTTP 200 → 201"
+    assert "response body changed" in by_id["logprobs.top_logprobs"].evidence_change
+    assert "HTTP" not in by_id["logprobs.top_logprobs"].evidence_change
+    assert by_id["stop.included"].old_evidence != by_id["stop.included"].new_evidence
+
+    md = render_md(diff)
+    assert "### Changed evidence (same status and message) (2)" in md and "HTTP 200 → 201" in md
+    html = render_html_diff(diff)
+    assert 'id="evidence"' in html and "HTTP 200 → 201" in html
+    data = json.loads(render_json(diff))
+    assert data["counts"]["evidence"] == 2 and data["regression"] is False
+    assert {c["id"]: c["evidence_change"] for c in data["changes"]}["stop.included"].endswith("HTTP 200 → 201")
+
+    a = write_results_json(old, tmp_path / "a" / "results.json")
+    b = write_results_json(new, tmp_path / "b" / "results.json")
+    assert diff_cli([str(a), str(b)]) == 0  # changed evidence is not a regression
+    assert "Changed evidence" in capsys.readouterr().out
+    # a changed message takes precedence: one entry per id, kind "message"
+    _with_exchange(new, "schema.choice_index", body=body)
+    new.requirements[1].message = "choices[1].index is 3"
+    assert {e.id: e.kind for e in diff_reports(old, new).entries}["schema.choice_index"] == "message"
 
 
 # --- matrix ------------------------------------------------------------------------------------
