@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from conformance import strategies as S
 from conformance.checks import sdk as checks
 from conformance.checks import stop as stop_checks
+from conformance.checks import stream as stream_checks
 from conformance.checks.common import clip
 from conformance.results import (
     CheckFailure,
@@ -262,6 +264,83 @@ def sdk_python_stream_chat(ctx: Context) -> None:
                 raise CheckFailure(req, f"choice 0 received {len(finishes)} finish_reason(s) {finishes}; expected one",
                                    observed=finishes, expected="exactly one")
             checks.finish_reason_in(req, "the streamed choice 0", finishes[0])
+
+        judge(ctx, req, sdk.info, check)
+
+
+_FINISH_LOC = re.compile(r"^choices\.(\d+)\.finish_reason: ")
+
+
+def _completion_chunk_errors(sdk: PythonSDK, chunk: Any) -> list[str]:
+    """The SDK's Completion type checked on a streamed chunk. The SDK parses completion chunks into the same
+    Completion type as the whole response ("both the streamed and non-streamed response objects share the same
+    shape"), whose choices[].finish_reason is declared non-null; OpenAI itself sends null until the last chunk,
+    so a null finish_reason is the one thing the type says that a chunk need not meet."""
+    payload = sdk.dump(chunk)
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    out: list[str] = []
+    for error in sdk.type_errors(chunk):
+        match = _FINISH_LOC.match(error)
+        if match and isinstance(choices, list) and int(match.group(1)) < len(choices):
+            choice = choices[int(match.group(1))]
+            if isinstance(choice, dict) and "finish_reason" in choice and choice["finish_reason"] is None:
+                continue
+        out.append(error)
+    return out
+
+
+def _streamed_completion(sdk: PythonSDK, req: str, chunks: list[Any]) -> tuple[str, Any]:
+    """Check the SDK's streamed completion chunks field by field; (choice 0's joined text, its finish_reason)."""
+    if not chunks:
+        raise CheckFailure(req, "the SDK yielded no chunks", observed=[], expected="chunks")
+    completion_type = getattr(getattr(sdk.openai, "types", None), "Completion", None)
+    for i, chunk in enumerate(chunks):
+        what = f"chunk {i} of {len(chunks)}"
+        if completion_type is not None and not isinstance(chunk, completion_type):
+            raise CheckFailure(req, f"the SDK yielded {what} as {type(chunk).__name__}; expected its Completion type",
+                               observed=type(chunk).__name__, expected="openai.types.Completion")
+        checks.sdk_type_accepts(req, f"{what} (Completion)", _completion_chunk_errors(sdk, chunk), sdk.dump(chunk))
+        checks.equals(req, f"{what}: object", chunk.object, "text_completion")
+        for choice in chunk.choices or []:
+            if not isinstance(choice.index, int) or isinstance(choice.index, bool):
+                raise CheckFailure(req, f"{what}: choices[].index is {choice.index!r}; expected an integer",
+                                   observed=sdk.dump(chunk), expected="an integer index")
+            if not isinstance(choice.text, str):
+                raise CheckFailure(req, f"{what}: choices[{choice.index}].text is {clip(choice.text)}; expected a "
+                                   "string", observed=sdk.dump(chunk), expected="a string")
+    text = "".join(c.text for chunk in chunks for c in (chunk.choices or []) if c.index == 0)
+    finishes = [c.finish_reason for chunk in chunks for c in (chunk.choices or [])
+                if c.index == 0 and c.finish_reason is not None]
+    checks.nonempty_text(req, "the text joined from the SDK's chunks", text)
+    if len(finishes) != 1:
+        raise CheckFailure(req, f"choice 0 received {len(finishes)} finish_reason(s) {finishes}; expected one",
+                           observed=finishes, expected="exactly one")
+    checks.finish_reason_in(req, "the streamed choice 0", finishes[0])
+    return text, finishes[0]
+
+
+@scenario("sdk.python.stream_completions", covers=["sdk.python.stream_completions"])
+def sdk_python_stream_completions(ctx: Context) -> None:
+    """A streamed completion iterated with the SDK: typed Completion chunks whose text joins into the greedy
+    non-streamed text (the determinism guard re-runs the baseline before calling a difference a failure)."""
+    req = "sdk.python.stream_completions"
+    with python_sdk(ctx) as sdk:
+        def create(**extra: Any) -> Any:
+            return sdk.client.completions.create(model=ctx.target.model, prompt=SEED_PROMPT, max_tokens=MAX_TOKENS,
+                                                 temperature=0, **extra)
+
+        def greedy() -> Any:
+            return _choice0(req, "the Completion", sdk.call(req, "completions.create", create))
+
+        def check() -> None:
+            chunks = _iterate(sdk, req, "streamed completions.create", lambda: create(stream=True))
+            text, finish = _streamed_completion(sdk, req, chunks)
+            base = greedy()
+            if (text, finish) != (base.text, base.finish_reason):
+                again = greedy()
+                if (again.text, again.finish_reason) != (base.text, base.finish_reason):
+                    raise NotApplicable(NONDETERMINISTIC)
+            stream_checks.same_as_non_stream(req, text, finish, base.text, base.finish_reason)
 
         judge(ctx, req, sdk.info, check)
 
@@ -582,13 +661,18 @@ def sdk_langchain_chat(ctx: Context) -> None:
             http.close()
 
 
-@scenario("sdk.langchain.completions", covers=["sdk.langchain.completions"])
+LANGCHAIN_COMPLETIONS = ["sdk.langchain.completions", "sdk.langchain.stream_completions"]
+
+
+@scenario("sdk.langchain.completions", covers=LANGCHAIN_COMPLETIONS)
 def sdk_langchain_completions(ctx: Context) -> None:
-    """langchain-openai's OpenAI LLM (sends default penalties) .invoke("The quick brown fox")."""
-    req = "sdk.langchain.completions"
+    """langchain-openai's OpenAI LLM (sends default penalties): .invoke("The quick brown fox"), then .stream of the
+    same prompt, whose chunks join into the invoked text (the determinism guard re-invokes before failing)."""
+    req, stream_req = LANGCHAIN_COMPLETIONS
     module, info, recorder, http = _langchain(ctx)
     try:
         llm = module.OpenAI(**_langchain_kwargs(ctx, ctx.target.model, http))
+        invoked: list[Any] = []
 
         def check() -> None:
             try:
@@ -598,8 +682,29 @@ def sdk_langchain_completions(ctx: Context) -> None:
                 if isinstance(sent, dict):
                     info.extra["request_options"] = sorted(k for k in sent if k not in ("model", "prompt"))
             checks.nonempty_text(req, "the LLM's text", text)
+            invoked.append(text)
+
+        def check_stream() -> None:
+            chunks = _langchain_call(stream_req, info, "OpenAI.stream", lambda: list(llm.stream(SEED_PROMPT)))
+            if not chunks:
+                raise CheckFailure(stream_req, "OpenAI.stream yielded no chunks", observed=[], expected="chunks")
+            odd = [c for c in chunks if not isinstance(c, str)]
+            if odd:
+                raise CheckFailure(stream_req, f"OpenAI.stream yielded {type(odd[0]).__name__} chunk(s); expected "
+                                   f"strings: {clip(odd[0])}", observed=repr(odd[0]), expected="str chunks")
+            text = "".join(chunks)
+            checks.nonempty_text(stream_req, "the text joined from the streamed chunks", text)
+            if not invoked:
+                return  # .invoke failed (sdk.langchain.completions says why): nothing to compare with
+            if text != invoked[0]:
+                again = _langchain_call(stream_req, info, "OpenAI.invoke", lambda: llm.invoke(SEED_PROMPT))
+                if again != invoked[0]:
+                    raise NotApplicable(NONDETERMINISTIC)
+                raise CheckFailure(stream_req, f"the streamed text {clip(text)} differs from the invoked text "
+                                   f"{clip(invoked[0])}", observed=text, expected=invoked[0])
 
         judge(ctx, req, info, check)
+        judge(ctx, stream_req, info, check_stream)
     finally:
         with contextlib.suppress(Exception):
             http.close()

@@ -96,12 +96,45 @@ def _drop_index_and_object(data: Any) -> None:
 def test_missing_index_and_object_fail_the_sdk_requirements(no_legacy: None) -> None:
     with broken_fake(rewrite_json(_drop_index_and_object)) as url:
         report = run(url, "fireworks", only=["sdk.python.*"], timeout=20)
-    for rid in ("sdk.python.completions", "sdk.python.chat", "sdk.python.stream_chat", "sdk.python.n"):
+    for rid in ("sdk.python.completions", "sdk.python.chat", "sdk.python.stream_chat", "sdk.python.n",
+                "sdk.python.stream_completions"):
         assert_fails_with_client(report, rid, "openai-python")
     message = result(report, "sdk.python.completions").message
     assert "index" in message and "object" in message, message
     assert result(report, "sdk.python.errors.not_found").status == Status.PASS
     assert_no_key(report)
+
+
+def test_streamed_text_differing_from_the_greedy_text_fails_the_stream_completions_checks(no_legacy: None) -> None:
+    with serve_fake(FakeConfig(profile="fireworks", api_key=PLANTED_KEY, stream_differs=True)) as url:
+        report = run(url, "fireworks", only=["sdk.python.stream_completions", "sdk.langchain.completions",
+                                             "sdk.langchain.stream_completions"], timeout=20)
+    assert_fails_with_client(report, "sdk.python.stream_completions", "openai-python")
+    assert "differs from the non-streamed text" in result(report, "sdk.python.stream_completions").message
+    assert_fails_with_client(report, "sdk.langchain.stream_completions", "langchain-openai")
+    assert "differs from the invoked text" in result(report, "sdk.langchain.stream_completions").message
+    assert result(report, "sdk.langchain.completions").status == Status.PASS
+    for rid in ("sdk.python.stream_completions", "sdk.langchain.stream_completions"):
+        assert result(report, rid).evidence[0].exchanges, f"{rid}: the client's requests are recorded"
+    assert_no_key(report)
+
+
+def test_a_nondeterministic_endpoint_makes_the_stream_comparisons_not_applicable(no_legacy: None) -> None:
+    with serve_fake(FakeConfig(profile="fireworks", api_key=PLANTED_KEY, nondeterministic=True)) as url:
+        report = run(url, "fireworks", only=["sdk.python.stream_completions", "sdk.langchain.completions",
+                                             "sdk.langchain.stream_completions"], timeout=20)
+    for rid in ("sdk.python.stream_completions", "sdk.langchain.stream_completions"):
+        r = result(report, rid)
+        assert r.status == Status.NOT_APPLICABLE, explain(report, [rid])
+        assert "not deterministic" in r.message, r.message
+    assert result(report, "sdk.langchain.completions").status == Status.PASS
+
+
+def test_two_finish_reasons_fail_the_python_stream_completions_check(no_legacy: None) -> None:
+    with serve_fake(FakeConfig(profile="fireworks", api_key=PLANTED_KEY, two_finish_reasons=True)) as url:
+        report = run(url, "fireworks", only=["sdk.python.stream_completions"], timeout=20)
+    assert_fails_with_client(report, "sdk.python.stream_completions", "openai-python")
+    assert "finish_reason(s)" in result(report, "sdk.python.stream_completions").message
 
 
 def test_non_openai_401_body_fails_the_authentication_requirement(no_legacy: None) -> None:
