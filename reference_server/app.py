@@ -67,5 +67,5 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     # Added last = outermost: the key is checked before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.limits.max_body_bytes)
-    app.add_middleware(APIKeyMiddleware, api_key=config.api_key)
+    app.add_middleware(APIKeyMiddleware, api_key=config.api_key, public_docs=config.public_docs)
     return app

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed when ready)")
     p.add_argument("--api-key", default=None, help=f"require this Bearer key (default: ${API_KEY_ENV})")
+    p.add_argument(
+        "--public-docs",
+        action="store_true",
+        help="with a key set, serve the API description (/openapi.json, /docs, /redoc) without it too "
+        "(default: only /health is open)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
@@ -181,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = ProcessEngine.from_loaded(loaded, spec, **options)
     else:
         engine = BatchingEngine.from_loaded(loaded, **options)
-    config = ServerConfig.from_loaded(loaded, engine, profile, api_key=api_key, limits=limits_from_args(args))
+    config = ServerConfig.from_loaded(
+        loaded, engine, profile, api_key=api_key, public_docs=args.public_docs, limits=limits_from_args(args)
+    )
     app = create_app(config)
     # torch and transformers leave hundreds of thousands of long-lived objects: a full collection
     # over them stalls every stream for ~200 ms. They live as long as the process, so take them out

@@ -39,6 +39,7 @@ class ServerConfig:
     profile: Profile
     chat_template: str | None = None
     api_key: str | None = None
+    public_docs: bool = False  # with a key set: /openapi.json, /docs and /redoc open without it too
     limits: Limits = field(default_factory=Limits)
     eos_token_ids: frozenset[int] = frozenset()
     vocab_size: int | None = None

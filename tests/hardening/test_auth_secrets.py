@@ -1,8 +1,9 @@
 """Auth (401 on missing/malformed/wrong keys, open /health) and secrets (a planted key never appears in
 the server's logs, in any response, nor in anything `conformance run` writes or prints).
 
-Open without a key, by design: /health (liveness probes) and the API description (/openapi.json,
-/docs, /docs/oauth2-redirect, /redoc) — they hold no data and no secret. Everything else needs it.
+With a key set, only /health (liveness probes) is open; everything else needs the key, the API
+description (/openapi.json, /docs, /docs/oauth2-redirect, /redoc) included, unless the server was
+started with `--public-docs` (config `public_docs=True`), which opens those four deliberately.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ PROTECTED = [("GET", "/v1/models", None), ("GET", "/v1/models/tiny", None), ("GE
              ("POST", "/v1/completions", CMPL), ("POST", "/v1/chat/completions", CHAT),
              ("POST", "/v1/completions", {**CMPL, "stream": True}), ("GET", "/v1/nope", None),
              ("DELETE", "/v1/models/tiny", None)]
-OPEN = ["/health", "/openapi.json", "/docs", "/redoc"]
+OPEN = ["/health"]
+DOCS = ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
 BAD_HEADERS: dict[str, str | bytes | None] = {
     "missing": None,
     "empty": "",
@@ -90,6 +92,52 @@ async def test_open_paths_need_no_key(keyed: httpx.AsyncClient, path: str) -> No
     _no_key(r.text)
 
 
+def test_only_health_is_open_by_default() -> None:
+    assert frozenset(OPEN) == auth.OPEN_PATHS
+    assert frozenset(DOCS) == auth.DOCS_PATHS
+
+
+@pytest.mark.parametrize("header", ["missing", "wrong-key", "basic", "token-only"])
+@pytest.mark.parametrize("path", DOCS)
+async def test_api_description_needs_the_key(keyed: httpx.AsyncClient, path: str, header: str) -> None:
+    value = BAD_HEADERS[header]
+    r = await keyed.get(path, headers={} if value is None else {"Authorization": value})
+    err = assert_openai_error(r, 401)
+    assert err["code"] == "invalid_api_key"
+    _no_key(r.text)
+
+
+@pytest.mark.parametrize("path", DOCS)
+async def test_api_description_served_with_the_key(keyed: httpx.AsyncClient, path: str) -> None:
+    r = await keyed.get(path, headers={"Authorization": f"Bearer {PLANTED_KEY}"})
+    assert r.status_code == 200, r.text
+    _no_key(r.text)
+
+
+@pytest.mark.parametrize("path", [*OPEN, *DOCS])
+async def test_public_docs_opens_the_api_description_only(make_config: Any, path: str) -> None:
+    app = create_app(make_config("openai", api_key=PLANTED_KEY, public_docs=True))
+    async with client_for(app) as c:
+        r = await c.get(path)
+        assert r.status_code == 200, r.text
+        _no_key(r.text)
+        for method, protected, body in PROTECTED:  # everything else still needs the key
+            assert_openai_error(await c.request(method, protected, json=body), 401)
+
+
+@pytest.mark.parametrize("path", [*OPEN, *DOCS])
+async def test_without_a_key_everything_is_open(make_config: Any, path: str) -> None:
+    async with client_for(create_app(make_config("openai"))) as c:
+        assert (await c.get(path)).status_code == 200
+
+
+def test_public_docs_flag() -> None:
+    from reference_server.cli import build_parser
+
+    assert build_parser().parse_args([]).public_docs is False
+    assert build_parser().parse_args(["--public-docs"]).public_docs is True
+
+
 def test_key_comparison_is_constant_time() -> None:
     """The key is compared with hmac.compare_digest (no early exit on the first differing byte)."""
     source = inspect.getsource(auth.APIKeyMiddleware)
@@ -136,7 +184,16 @@ def test_key_never_in_server_logs_nor_responses(keyed_process: ServerProcess) ->
         r = c.get(f"/v1/models/{PLANTED_KEY}", headers={"Authorization": "Bearer wrong"})
         bodies.append(r.text)
         for path in OPEN:
-            bodies.append(c.get(path).text)
+            r = c.get(path)
+            assert r.status_code == 200, r.text
+            bodies.append(r.text)
+        for path in DOCS:  # the API description needs the key too (no --public-docs)
+            r = c.get(path)
+            assert_openai_error(r, 401)
+            bodies.append(r.text)
+            r = c.get(path, headers=good)
+            assert r.status_code == 200, r.text
+            bodies.append(r.text)
     for text in bodies:
         _no_key(text)
     logs = keyed_process.logs()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from .conftest import MODEL, LiveServer, ServerProcess
+from .slow_reader import check_slow_reader
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -69,42 +70,10 @@ async def test_50_clients_disconnecting_mid_stream_free_their_slots(live_fw: Liv
 
 @pytest.mark.timeout(120)
 def test_slow_reader_does_not_block_other_streams(live_fw: LiveServer) -> None:
-    """One stream read a byte-trickle at a time (with a tiny receive buffer) while others run."""
-    body = {**SHORT, "stream": True, "max_tokens": 16}
-
-    def others(n: int) -> float:
-        started = time.monotonic()
-        with httpx.Client(base_url=live_fw.base_url, timeout=60) as c:
-            for _ in range(n):
-                r = c.post("/v1/completions", json=body)
-                assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
-        return time.monotonic() - started
-
-    baseline = others(5)
-    stop = threading.Event()
-    slow_read = {"bytes": 0}
-
-    def slow_reader() -> None:
-        slow_body = {**LONG, "max_tokens": 250, "logprobs": 5, "echo": True}
-        with httpx.Client(base_url=live_fw.base_url, timeout=120) as c, c.stream(
-                "POST", "/v1/completions", json=slow_body) as r:
-            for chunk in r.iter_raw(16):
-                slow_read["bytes"] += len(chunk)
-                if stop.is_set():
-                    return
-                time.sleep(0.05)
-
-    t = threading.Thread(target=slow_reader, daemon=True)
-    t.start()
-    time.sleep(0.5)
-    try:
-        loaded_time = others(5)
-    finally:
-        stop.set()
-        t.join(timeout=30)
-    assert slow_read["bytes"] > 0
-    # generous: same order of time as without the slow reader (not blocked behind it)
-    assert loaded_time < max(4 * baseline, baseline + 10), (baseline, loaded_time)
+    """A ~2 MB stream read through a 4 KiB receive window (small MSS too) while other streams run:
+    the server's writes to it block (shown, see slow_reader.py), the others finish promptly, and the
+    slow stream completes, equal to the same request non-streamed."""
+    check_slow_reader(live_fw.base_url)
 
 
 @pytest.mark.timeout(180)

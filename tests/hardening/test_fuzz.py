@@ -8,8 +8,13 @@ Three sources of requests, all sent over real HTTP to a uvicorn serving the sess
 - raw garbage: non-JSON, truncated JSON, huge numbers, 10k-deep nesting, wrong content types,
   invalid UTF-8, empty bodies, top-level arrays/strings, NaN/Infinity.
 
+Every test runs against three servers (`target`): the openai profile, the fireworks profile, and
+the openai profile with an API key set, whose requests all carry the right key (so the property
+holds behind the auth middleware too, and no request is ever refused with a 401).
+
 Budget: `HYPOTHESIS_PROFILE=ci` (the default) runs FUZZ_EXAMPLES (default 20) examples per
-operation and mode; `HYPOTHESIS_PROFILE=thorough` (or FUZZ_EXAMPLES=N) runs many more. Generation
+operation and mode against the openai server and FUZZ_EXTRA_EXAMPLES (default half of that) against
+the two others; `HYPOTHESIS_PROFILE=thorough` (or FUZZ_EXAMPLES=N) runs many more. Generation
 is kept cheap by the server's own limits (max_request_tokens=16, max_prompts=4) and by clamping
 max_tokens <= 4, n/best_of <= 2 in generated bodies.
 """
@@ -30,10 +35,11 @@ from hypothesis import strategies as st
 from conformance import schemas
 from reference_server.app import create_app
 
-from .conftest import MODEL, LiveServer
+from .conftest import MODEL, PLANTED_KEY, LiveServer
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300" if THOROUGH else "20"))
+EXTRA_EXAMPLES = int(os.environ.get("FUZZ_EXTRA_EXAMPLES", EXAMPLES if THOROUGH else max(5, EXAMPLES // 2)))
 REQUEST_TIMEOUT = 30.0  # a hang is a failure, not a stuck CI job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -47,24 +53,54 @@ FUZZ_SETTINGS = settings(
 )
 
 
+# target id -> (profile, API key the server requires; every request of that target carries it)
+TARGETS: dict[str, tuple[str, str | None]] = {
+    "openai": ("openai", None),
+    "fireworks": ("fireworks", None),
+    "openai-keyed": ("openai", PLANTED_KEY),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def fuzz_server(make_config: Any) -> Iterator[LiveServer]:
-    cfg = make_config("openai", limits={"max_request_tokens": 16, "max_prompts": 4})
+def fuzz_server(make_config: Any, target: str) -> Iterator[LiveServer]:
+    profile, key = TARGETS[target]
+    cfg = make_config(profile, api_key=key, limits={"max_request_tokens": 16, "max_prompts": 4})
     server = LiveServer(create_app(cfg))
     yield server
     server.close()
 
 
+class KeyedClient(httpx.Client):
+    """An httpx.Client that remembers whether its requests carry the server's key (no 401 allowed)."""
+
+    keyed: bool = False
+
+
 @pytest.fixture(scope="module")
-def http(fuzz_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fuzz_server.base_url, timeout=REQUEST_TIMEOUT) as c:
+def http(fuzz_server: LiveServer, target: str) -> Iterator[KeyedClient]:
+    key = TARGETS[target][1]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with KeyedClient(base_url=fuzz_server.base_url, timeout=REQUEST_TIMEOUT, headers=headers) as c:
+        c.keyed = key is not None
         yield c
 
 
-def check_response(resp: httpx.Response, what: str) -> None:
-    """The property: 2xx, or a 4xx with the OpenAI error envelope. Never 5xx."""
+def fuzz_settings(target: str) -> settings:
+    """The full budget for the openai server; FUZZ_EXTRA_EXAMPLES for the fireworks and keyed ones."""
+    return settings(FUZZ_SETTINGS, max_examples=EXAMPLES if target == "openai" else EXTRA_EXAMPLES)
+
+
+def check_response(resp: httpx.Response, what: str, keyed: bool = False) -> None:
+    """The property: 2xx, or a 4xx with the OpenAI error envelope. Never 5xx (and, keyed, never 401)."""
     status = resp.status_code
     assert status < 500, f"{what}: {status} {resp.text[:500]}"
+    if keyed:
+        assert status != 401, f"{what}: the right key was refused: {resp.text[:300]}"
     if 200 <= status < 300:
         return
     assert 400 <= status < 500, f"{what}: unexpected status {status}"
@@ -123,7 +159,7 @@ _SCHEMATHESIS_CASES = [(op, "positive") for op in _operations()] + [
 
 
 @pytest.mark.parametrize("operation,mode", _SCHEMATHESIS_CASES)
-def test_schemathesis_openapi(http: httpx.Client, operation: str, mode: str) -> None:
+def test_schemathesis_openapi(http: KeyedClient, target: str, operation: str, mode: str) -> None:
     import schemathesis
     from schemathesis import GenerationMode
 
@@ -135,7 +171,7 @@ def test_schemathesis_openapi(http: httpx.Client, operation: str, mode: str) -> 
     strategy = op.as_strategy(generation_mode=GenerationMode(mode))
     seen: list[int] = []
 
-    @FUZZ_SETTINGS
+    @fuzz_settings(target)
     @given(case=strategy, real_model=st.booleans())
     def run(case: Any, real_model: bool) -> None:
         body = case.body
@@ -152,7 +188,8 @@ def test_schemathesis_openapi(http: httpx.Client, operation: str, mode: str) -> 
             headers.setdefault("content-type", case.media_type or "application/json")
         resp = send(http, method, case.formatted_path, body=body, raw=raw, headers=headers, query=case.query)
         seen.append(resp.status_code)
-        check_response(resp, f"{operation} {mode} body={str(body)[:300]!r} raw={str(raw)[:100]!r}")
+        check_response(resp, f"{target} {operation} {mode} body={str(body)[:300]!r} raw={str(raw)[:100]!r}",
+                       keyed=http.keyed)
 
     run()
     assert seen
@@ -248,19 +285,19 @@ def _schema_strategy(name: str, path: str) -> st.SearchStrategy[Any]:
 @pytest.mark.parametrize("kind", ["valid", "near-valid"])
 @pytest.mark.parametrize("name,path", [("completion.request", "/v1/completions"),
                                        ("chat.completion.request", "/v1/chat/completions")])
-def test_json_schema_bodies(http: httpx.Client, name: str, path: str, kind: str) -> None:
+def test_json_schema_bodies(http: KeyedClient, target: str, name: str, path: str, kind: str) -> None:
     valid = _schema_strategy(name, path)
     strategy = valid if kind == "valid" else near_valid(valid)
     statuses: list[int] = []
 
-    @FUZZ_SETTINGS
+    @fuzz_settings(target)
     @given(body=strategy)
     def run(body: dict[str, Any]) -> None:
         if kind == "valid":
             assert schemas.validate(name, body) == [], body  # the generator honours the project schema
         resp = send(http, "POST", path, body=clamp(body))
         statuses.append(resp.status_code)
-        check_response(resp, f"{name} {kind} {json.dumps(body)[:400]}")
+        check_response(resp, f"{target} {name} {kind} {json.dumps(body)[:400]}", keyed=http.keyed)
 
     run()
     assert statuses
@@ -337,20 +374,20 @@ GARBAGE: dict[str, tuple[bytes, str | None]] = {
 
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
 @pytest.mark.parametrize("case", sorted(GARBAGE))
-def test_raw_garbage(http: httpx.Client, path: str, case: str) -> None:
+def test_raw_garbage(http: KeyedClient, path: str, case: str) -> None:
     raw, content_type = GARBAGE[case]
     headers = {} if content_type is None else {"content-type": content_type}
-    check_response(http.post(path, content=raw, headers=headers), f"{case} -> {path}")
+    check_response(http.post(path, content=raw, headers=headers), f"{case} -> {path}", keyed=http.keyed)
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/tiny",
                                   "/v1/nope", "/v1/models/%ff%fe", "/v1/models/" + "a" * 5000, "/%00"])
-def test_methods_and_paths(http: httpx.Client, method: str, path: str) -> None:
+def test_methods_and_paths(http: KeyedClient, method: str, path: str) -> None:
     resp = http.request(method, path)
     assert resp.status_code < 500, (method, path, resp.status_code, resp.text[:300])
     if resp.status_code >= 400 and method != "HEAD":
-        check_response(resp, f"{method} {path}")
+        check_response(resp, f"{method} {path}", keyed=http.keyed)
 
 
 def test_chunked_body_over_the_limit_is_413_without_reading_it_all(make_config: Any) -> None:

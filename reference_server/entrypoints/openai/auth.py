@@ -1,7 +1,8 @@
 """Bearer API-key check (ASGI middleware): 401 invalid_api_key unless the key matches.
 
-Compared with `hmac.compare_digest`; the key is never logged nor echoed. Open paths (health and
-the API description) need no key.
+Compared with `hmac.compare_digest`; the key is never logged nor echoed. With a key set, only
+/health (liveness probes) needs none; the API description (/openapi.json, /docs, /redoc) needs it
+too unless the server was started with `--public-docs` (`public_docs=True`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import APIError, error_response
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health"})
+DOCS_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 class APIKeyMiddleware:
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, public_docs: bool = False) -> None:
         self.app = app
         self.api_key = api_key.encode("utf-8") if api_key else None
+        self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
 
     def _error(self, header: str | None) -> APIError | None:
         if self.api_key is None:
@@ -42,7 +45,7 @@ class APIKeyMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.api_key is None or scope.get("path") in OPEN_PATHS:
+        if scope["type"] != "http" or self.api_key is None or scope.get("path") in self.open_paths:
             await self.app(scope, receive, send)
             return
         header: str | None = None
