@@ -283,18 +283,26 @@ def stream_usage(p: ProbeSession) -> Inference:
     if plain is None or plain.status != 200:
         return unknown(axis, f"plain stream failed: {describe_stream(plain)}", exchanges)
     final = _finish_chunk(plain)
-    if final is not None and isinstance(final.get("usage"), dict) and final["usage"]:
-        others = len(_usage_chunks(plain)) - 1
-        caveat = f"usage also on {others} other chunk(s)" if others else ""
+    on_final = final is not None and isinstance(final.get("usage"), dict) and bool(final["usage"])
+    plain_usage = len(_usage_chunks(plain))
+    if on_final and plain_usage == 1:
         return Inference(axis, "final_chunk", INFERRED, "without stream_options, usage is on the chunk carrying "
-                         "finish_reason", caveat, exchanges)
+                         "finish_reason (and on no other chunk)", exchanges=exchanges)
     plain_extra = [c for c in _usage_chunks(plain) if not c.get("choices")]
+    extra = ([c for c in _usage_chunks(with_opt) if not c.get("choices")]
+             if with_opt is not None and with_opt.status == 200 else [])
+    if extra:
+        # An endpoint that sends usage everywhere (a defect) but answers include_usage with the extra
+        # chunk: include_usage is the placement it implements, so a run checks (and fails) that profile's
+        # "usage null elsewhere" rather than a placement it never chose.
+        caveat = f"usage is also sent without stream_options (on {plain_usage} chunk(s))" if plain_usage else ""
+        return Inference(axis, "include_usage", INFERRED, "with include_usage an extra chunk with empty choices "
+                         "carries usage" + ("" if plain_usage else "; none without stream_options"), caveat,
+                         exchanges)
+    if on_final:
+        return Inference(axis, "final_chunk", INFERRED, "without stream_options, usage is on the chunk carrying "
+                         "finish_reason", f"usage also on {plain_usage - 1} other chunk(s)", exchanges)
     if with_opt is not None and with_opt.status == 200:
-        extra = [c for c in _usage_chunks(with_opt) if not c.get("choices")]
-        if extra:
-            caveat = "a usage chunk is sent even without stream_options" if plain_extra else ""
-            return Inference(axis, "include_usage", INFERRED, "no usage without stream_options; with "
-                             "include_usage an extra chunk with empty choices carries it", caveat, exchanges)
         where = "anywhere" if not _usage_chunks(with_opt) else "only on chunks that also carry choices"
         return Inference(axis, "none", INFERRED, f"usage not on the finish chunk, and with include_usage not "
                          f"{where}", exchanges=exchanges)
@@ -407,7 +415,21 @@ def best_of(p: ProbeSession) -> Inference:
     return unknown(axis, f"best_of 2 accepted; best_of < n: {describe(below)}", exchanges)
 
 
+def _called(body: dict[str, Any] | None) -> bool:
+    """The model answered with a function or tool call."""
+    first = choices_of(body)[0] if choices_of(body) else {}
+    message: dict[str, Any] = first["message"] if isinstance(first.get("message"), dict) else {}
+    return bool(message.get("function_call") or message.get("tool_calls")
+                or first.get("finish_reason") in ("function_call", "tool_calls"))
+
+
 def functions(p: ProbeSession) -> Inference:
+    """rejected: a 4xx naming functions. supported: the model called one, or the functions reached its
+    prompt (usage.prompt_tokens grew over the same chat request without them). Otherwise the same
+    function is sent as `tools`, as a control: if tools grow prompt_tokens but functions did not, the
+    endpoint drops functions (ignored); if neither does, its chat template renders no tool definitions
+    at all, so supported and ignored look alike to every client: supported is written (its requirement,
+    accepted with a valid chat response, is what was observed), with a caveat."""
     axis = "params.functions"
     mark = p.mark()
     base = p.chat_baseline()
@@ -417,18 +439,33 @@ def functions(p: ProbeSession) -> Inference:
     if failed is not None:
         return failed
     body = body_of(resp)
-    first = choices_of(body)[0] if choices_of(body) else {}
-    message: dict[str, Any] = first["message"] if isinstance(first.get("message"), dict) else {}
-    if message.get("function_call") or message.get("tool_calls") or first.get("finish_reason") in (
-            "function_call", "tool_calls"):
+    if _called(body):
         return Inference(axis, "supported", INFERRED, "functions accepted and the model called one",
                          exchanges=exchanges)
     with_fn, without = usage_of(body, "prompt_tokens"), usage_of(body_of(base), "prompt_tokens")
-    if with_fn is not None and without is not None and with_fn > without:
+    if with_fn is None or without is None:
+        why = "the chat baseline failed: " + describe(base) if body_of(base) is None else "no usage.prompt_tokens"
+        return unknown(axis, f"functions accepted (HTTP 200), no call, and {why}: cannot tell supported from "
+                       "ignored", exchanges)
+    if with_fn > without:
         return Inference(axis, "supported", INFERRED, f"functions accepted and passed to the model (prompt_tokens "
                          f"{without} -> {with_fn})", exchanges=exchanges)
-    return unknown(axis, f"functions accepted (HTTP 200), no observable effect (no call; prompt_tokens "
-                   f"{without} -> {with_fn}): cannot tell supported from ignored", exchanges)
+    tools = p.chat("control: the same function as tools", **p.chat_body,
+                   tools=[{"type": "function", "function": f} for f in FUNCTIONS])
+    exchanges = p.shared("chat_baseline") + p.since(mark)
+    if tools is None:
+        return unknown(axis, f"functions accepted, prompt_tokens unchanged ({without}); the tools control "
+                       "failed (transport)", exchanges)
+    with_tools = usage_of(body_of(tools), "prompt_tokens")
+    seen = f"prompt_tokens {without} without, {with_fn} with functions"
+    if tools.status == 200 and (_called(body_of(tools)) or (with_tools is not None and with_tools > without)):
+        effect = "the model called it" if _called(body_of(tools)) else f"prompt_tokens {with_tools}"
+        return Inference(axis, "ignored", INFERRED, f"functions accepted but dropped: {seen}, while the same "
+                         f"function as tools reaches the model ({effect})", exchanges=exchanges)
+    control = f"{with_tools} with tools" if tools.status == 200 else f"tools: {describe(tools)}"
+    return Inference(axis, "supported", INFERRED, f"functions accepted with a valid chat response ({seen}, "
+                     f"{control})", "tool definitions never reach the prompt (the chat template renders none), "
+                     "so an endpoint that drops functions would look the same", exchanges)
 
 
 # -- observations that are not profile axes --------------------------------------------------------

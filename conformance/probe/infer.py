@@ -1,12 +1,16 @@
-"""Orchestration: run every axis inference against one endpoint, on a budget of about 20-25 requests.
+"""Orchestration: run every axis inference against one endpoint, on a budget of at most 25 requests.
 
     result = probe_endpoint(ProbeConfig(base_url="http://127.0.0.1:8000/v1"))   # standalone
     result = run_probe(client, context_length)                                   # with a run's client
 
-Requests (typical 21, at most 25): GET /models (standalone only), greedy baseline + its uncached
-repeat (determinism), 2 completion stops + 1 chat stop (chat baseline shared with functions),
-overflow + its context_length_exceeded_behavior switch, 2 streams (usage placement, [DONE]),
-penalty baseline + 2 penalties, logit_bias, best_of (1-2), functions, defaults.
+Requests, typically 17-20 (the reference server and the fakes), at most 21 by design: GET /models
+(standalone only), greedy baseline + its uncached repeat (determinism), up to 2 completion stops +
+1 chat stop (the chat baseline is shared with functions), overflow + its
+context_length_exceeded_behavior switch, 2 streams (usage placement, [DONE]), penalty baseline +
+2 penalties, best_of (1-2), logit_bias, functions (1, plus the same function as `tools` when
+functions are accepted without visible effect), defaults. MAX_REQUESTS (25, GET /models included)
+is a hard cap above that worst case: a request past it stops the probe (`ProbeResult.error`).
+Responses a run's client serves from its greedy cache are not requests and do not count.
 
 A timeout or an unreachable endpoint aborts the probe (`ProbeResult.error`); other transport
 failures only make the axis concerned unknown.
@@ -28,7 +32,7 @@ from conformance.probe.evidence import UNKNOWN, Inference
 from conformance.profiles import AXES
 from conformance.results import Cost, Exchange, Status
 
-MAX_REQUESTS = 35
+MAX_REQUESTS = 25  # hard cap per probe, GET /models included; the plan needs at most 21
 
 
 class ProbeAborted(Exception):
@@ -61,18 +65,19 @@ class ProbeResult:
 class ProbeSession:
     """The client plus the shared greedy baselines the axis functions reuse (each fetched once)."""
 
-    def __init__(self, client: Client, context_length: int | None) -> None:
+    def __init__(self, client: Client, context_length: int | None, spent: int = 0) -> None:
         self.client = client
         self.context_length = context_length
         self.facts: dict[str, Any] = {}
         self.start = len(client.exchanges)
+        self.spent = spent  # requests made before the session (GET /models), counted against MAX_REQUESTS
         self.baseline_body: dict[str, Any] = {"prompt": S.PROMPT, "max_tokens": S.MAX_TOKENS, "temperature": 0}
         self.chat_body: dict[str, Any] = {"messages": axes.CHAT_MESSAGES, "max_tokens": S.MAX_TOKENS,
                                           "temperature": 0}
 
     # -- requests: None on a transport failure (recorded), ProbeAborted on a timeout -----------------
     def _call(self, fn: Callable[..., Any], *, streamed: bool = False, **kwargs: Any) -> Any:
-        if real_requests(self.client.exchanges[self.start:]) >= MAX_REQUESTS:
+        if self.spent + real_requests(self.client.exchanges[self.start:]) >= MAX_REQUESTS:
             raise ProbeAborted(f"request budget of {MAX_REQUESTS} spent")
         try:
             return fn(**kwargs)
@@ -140,10 +145,12 @@ class ProbeSession:
         return first is None or second is None or first == second
 
 
-def run_probe(client: Client, context_length: int | None, *, base_url: str | None = None) -> ProbeResult:
+def run_probe(client: Client, context_length: int | None, *, base_url: str | None = None,
+              spent: int = 0) -> ProbeResult:
     """Infer every axis with `client` (a fork of a run's client is fine: its requests add to the run's cost).
+    `spent`: requests already made for this probe (GET /models), counted in the cap and in `requests`.
     Never raises for endpoint behaviour; ProbeResult.error says why it stopped early."""
-    session = ProbeSession(client, context_length)
+    session = ProbeSession(client, context_length, spent)
     date = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
     result = ProbeResult(client.redactor.text(base_url or client.base_url), client.model, client.chat_model,
                          context_length, date)
@@ -175,9 +182,9 @@ def run_probe(client: Client, context_length: int | None, *, base_url: str | Non
             inference = _skipped(name, "not probed: " + result.error)
         (result.axes if name in AXES else result.observations)[name] = inference
     result.axes = {axis: result.axes[axis] for axis in AXES}
-    spent = client.exchanges[session.start:]
-    result.requests = real_requests(spent)
-    result.prompt_tokens, result.completion_tokens = tokens_of(spent)
+    made = client.exchanges[session.start:]
+    result.requests = session.spent + real_requests(made)
+    result.prompt_tokens, result.completion_tokens = tokens_of(made)
     return result
 
 
@@ -233,9 +240,8 @@ def probe_endpoint(config: ProbeConfig) -> ProbeResult:
         found = discover(client, RunConfig(base_url=config.base_url, api_key=config.api_key, model=config.model,
                                            chat_model=config.chat_model, context_length=config.context_length))
         client.model, client.chat_model = found.model, found.chat_model
-        discovery = real_requests(client.exchanges)
-        result = run_probe(client, found.context_length, base_url=config.base_url)
-        result.requests += discovery  # GET /models counts too
-        return result
+        # GET /models counts towards the cap and the reported requests
+        return run_probe(client, found.context_length, base_url=config.base_url,
+                         spent=real_requests(client.exchanges))
     finally:
         client.close()
