@@ -148,16 +148,22 @@ def max_tokens_overflow(ctx: Context) -> None:
             checks.completion_tokens_at_most(req, response.json.get("usage"), context - prompt_tokens)
 
         verify_drawn(ctx, drawn, "max_tokens.overflow_clamped", clamped, "max_tokens.overflow_clamped")
-        verify_drawn(ctx, drawn, "max_tokens.overflow_rejected", common.is_openai_error,
-                     "max_tokens.overflow_rejected", response, 400, error_type="invalid_request_error")
-        if response.status == 400:
-            rejected.append(True)
-            verify_drawn(ctx, drawn, "max_tokens.error_message", checks.message_mentions_number,
-                         "max_tokens.error_message", response, context)
+        _rejection(ctx, drawn, "max_tokens.overflow_rejected", response, context, rejected)
 
     S.run_examples(ctx, example)
     if not rejected:
         ctx.not_applicable("max_tokens.error_message", "the overflowing requests were not rejected, no message to read")
+
+
+def _rejection(ctx: Context, drawn: dict[str, Any], requirement: str, response: Any, context: int,
+               rejected: list[bool]) -> None:
+    """`requirement`: an OpenAI-shaped 400; a rejection's message must name the context (max_tokens.error_message)."""
+    verify_drawn(ctx, drawn, requirement, common.is_openai_error, requirement, response, 400,
+                 error_type="invalid_request_error")
+    if response.status == 400:
+        rejected.append(True)
+        verify_drawn(ctx, drawn, "max_tokens.error_message", checks.message_mentions_number,
+                     "max_tokens.error_message", response, context)
 
 
 def clamp_examples(max_examples: int, context: int) -> int:
@@ -220,12 +226,7 @@ def max_tokens_prompt_over_context(ctx: Context) -> None:
         drawn = {"prompt_tokens (estimated)": estimate, "max_tokens": max_tokens, "context": context, **extra}
         response = completion(ctx, note=f"prompt of about {estimate} tokens > context {context}", prompt=prompt,
                               max_tokens=max_tokens, temperature=0, stop=S.GUARD_STOPS, **extra)
-        verify_drawn(ctx, drawn, "max_tokens.prompt_exceeds_context", common.is_openai_error,
-                     "max_tokens.prompt_exceeds_context", response, 400, error_type="invalid_request_error")
-        if response.status == 400:
-            rejected.append(True)
-            verify_drawn(ctx, drawn, "max_tokens.error_message", checks.message_mentions_number,
-                         "max_tokens.error_message", response, context)
+        _rejection(ctx, drawn, "max_tokens.prompt_exceeds_context", response, context, rejected)
 
     S.run_examples(ctx, example)
     if not rejected:

@@ -997,10 +997,14 @@ def create_app(config: FakeConfig) -> Starlette:
 
 
 @contextlib.contextmanager
-def serve_fake(config: FakeConfig | None = None, *, startup_timeout: float = 10.0) -> Iterator[str]:
-    """Serve a fake on 127.0.0.1 (free port) in a background thread; yields the API base URL."""
+def serve_fake(
+    config: FakeConfig | None = None, *, startup_timeout: float = 10.0, app_class: type[FakeApp] | None = None
+) -> Iterator[str]:
+    """Serve a fake on 127.0.0.1 (free port) in a background thread; yields the API base URL.
+
+    `app_class`: a FakeApp subclass to serve instead (e.g. one whose chat template renders tools)."""
     config = config or FakeConfig()
-    fake = FakeApp(config)
+    fake = (app_class or FakeApp)(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

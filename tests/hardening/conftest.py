@@ -98,6 +98,27 @@ class ServerProcess:
         self._err.close()
 
 
+def stream_choices(raw: str) -> tuple[dict[int, str], bool]:
+    """A completions SSE body: each choice's concatenated text by index, and whether [DONE] came."""
+    import json
+
+    texts: dict[int, str] = {}
+    done = False
+    for block in raw.split("\n\n"):
+        if not block.strip():
+            continue
+        assert block.startswith("data: "), block[:200]
+        data = block[len("data: "):]
+        if data == "[DONE]":
+            done = True
+            continue
+        chunk = json.loads(data)
+        assert "error" not in chunk, chunk
+        for c in chunk["choices"]:
+            texts[c["index"]] = texts.get(c["index"], "") + c["text"]
+    return texts, done
+
+
 def rss_bytes(pid: int) -> int:
     import psutil
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .conftest import MODEL
+from .conftest import MODEL, stream_choices
 
 SLOW_BODY: dict[str, Any] = {
     "model": MODEL, "prompt": "The ant", "max_tokens": 240, "ignore_eos": True, "temperature": 0,
@@ -121,24 +121,6 @@ def kernel_queued(client_port: int, server_port: int) -> int | None:
     return total if seen == 2 else None
 
 
-def stream_texts(raw: str) -> tuple[dict[int, str], bool]:
-    texts: dict[int, str] = {}
-    done = False
-    for block in raw.split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block[:200]
-        data = block[len("data: "):]
-        if data == "[DONE]":
-            done = True
-            continue
-        chunk = json.loads(data)
-        assert "error" not in chunk, chunk
-        for c in chunk["choices"]:
-            texts[c["index"]] = texts.get(c["index"], "") + c["text"]
-    return texts, done
-
-
 def _engine(c: httpx.Client) -> dict[str, Any]:
     return dict(c.get("/health").json()["engine"])
 
@@ -198,7 +180,7 @@ def check_slow_reader(base_url: str, headers: dict[str, str] | None = None) -> d
     measured = {"baseline_s": round(baseline, 2), "loaded_s": round(loaded_time, 2), "stream_bytes": total,
                 "read_while_others_ran": read_then, "kernel_queued": queued}
     assert status == 200, (status, raw[:300])
-    texts, done = stream_texts(raw)
+    texts, done = stream_choices(raw)
     assert done and raw.endswith("data: [DONE]\n\n"), raw[-300:]
     assert texts == expected, "the slow stream differs from the same request non-streamed"
     # back-pressure, shown: the stream is megabytes; when the engine had produced all of it, the

@@ -32,7 +32,7 @@ import pytest
 
 from .conftest import MODEL, PLANTED_KEY, ServerProcess, assert_openai_error
 from .slow_reader import check_slow_reader
-from .test_load import PROMPTS, stream_text
+from .test_load import PROMPTS, _engine_idle, stream_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -108,16 +108,6 @@ def tree_rss(server: ServerProcess) -> int:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += int(p.memory_info().rss)
     return total
-
-
-async def _engine_idle(c: httpx.AsyncClient, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        m = dict((await c.get("/health")).json()["engine"])
-        if m["running"] == 0 and m["waiting"] == 0:
-            return m
-        assert time.monotonic() < deadline, m
-        await asyncio.sleep(0.05)
 
 
 def test_default_mode_runs_the_engine_in_a_child(main: ServerProcess) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from reference_server.app import create_app
 
-from .conftest import MODEL, LiveServer, assert_openai_error, rss_bytes
+from .conftest import MODEL, LiveServer, assert_openai_error, rss_bytes, stream_choices
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -25,21 +25,9 @@ BODY: dict[str, Any] = {"model": MODEL, "max_tokens": 8, "temperature": 0}
 
 
 def stream_text(raw: str) -> tuple[str, bool]:
-    import json
-
-    text, done = "", False
-    for block in raw.split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block
-        data = block[len("data: "):]
-        if data == "[DONE]":
-            done = True
-            continue
-        chunk = json.loads(data)
-        assert "error" not in chunk, chunk
-        text += "".join(c["text"] for c in chunk["choices"])
-    return text, done
+    """A one-choice completions SSE body: its text, and whether [DONE] came."""
+    texts, done = stream_choices(raw)
+    return "".join(texts[i] for i in sorted(texts)), done
 
 
 async def _engine_idle(c: httpx.AsyncClient, timeout: float = 30) -> dict[str, Any]:
