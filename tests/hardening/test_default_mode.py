@@ -121,7 +121,8 @@ def test_default_mode_runs_the_engine_in_a_child(main: ServerProcess) -> None:
 
 @pytest.mark.timeout(180)
 async def test_200_concurrent_streams_match_solo_and_tree_memory_returns(main: ServerProcess) -> None:
-    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+    # keep-alive shorter than the server's (uvicorn: 5 s), so no request goes out on a connection it is closing
+    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=main.base_url, timeout=120, limits=limits) as c:
         expected = {}
         for p in PROMPTS:  # solo, one at a time

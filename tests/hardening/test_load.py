@@ -42,7 +42,8 @@ async def _engine_idle(c: httpx.AsyncClient, timeout: float = 30) -> dict[str, A
 
 @pytest.mark.timeout(180)
 async def test_200_concurrent_streams_match_solo_and_memory_returns(live_fw: LiveServer) -> None:
-    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+    # keep-alive shorter than the server's (uvicorn: 5 s), so no request goes out on a connection it is closing
+    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=live_fw.base_url, timeout=120, limits=limits) as c:
         expected = {}
         for p in PROMPTS:  # solo, one at a time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,3 +191,31 @@ async def test_error_after_stream_started(make_config: Any) -> None:
         from conformance import schemas
 
         assert schemas.validate("error", payloads[-1]) == []
+
+
+async def test_a_client_gone_before_its_body_arrived_is_no_server_error(
+    apps: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A keep-alive connection closed under a new request: the body never arrives. The server answers
+    (to nobody) without logging an error or a traceback, and serves the next request."""
+    app = apps["fireworks"]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/completions", "raw_path": b"/v1/completions", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+    incoming = [{"type": "http.request", "body": b'{"model": "ti', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level("DEBUG"):
+        await app(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    async with client_for(app) as c:
+        r = await c.post("/v1/completions", json={"model": "tiny", "prompt": "The fox", "max_tokens": 2})
+        assert r.status_code == 200

@@ -152,8 +152,18 @@ def install_exception_handlers(app: FastAPI) -> None:
     async def engine_failure(request: Request, exc: Exception) -> JSONResponse:
         return error_response(engine_error(exc))
 
+    async def client_gone(request: Request, exc: Exception) -> JSONResponse:
+        # The client closed its connection before its body arrived (e.g. a keep-alive connection
+        # closed under a new request): nobody reads the answer, and it is no server error.
+        logger.debug("client disconnected before its request body was read: %s %s", request.method, request.url.path)
+        return error_response(APIError(400, "The client disconnected before sending the whole request body.",
+                                       code="client_disconnected"))
+
+    from starlette.requests import ClientDisconnect
+
     from reference_server.engine.errors import EngineError
 
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(EngineError, engine_failure)
     app.add_exception_handler(StarletteHTTPException, http_error)
