@@ -259,11 +259,7 @@ def sdk_python_stream_chat(ctx: Context) -> None:
                            if c.index == 0 and c.delta is not None)
             finishes = [c.finish_reason for chunk in chunks for c in (chunk.choices or [])
                         if c.index == 0 and c.finish_reason is not None]
-            checks.nonempty_text(req, "the content joined from the SDK's deltas", text)
-            if len(finishes) != 1:
-                raise CheckFailure(req, f"choice 0 received {len(finishes)} finish_reason(s) {finishes}; expected one",
-                                   observed=finishes, expected="exactly one")
-            checks.finish_reason_in(req, "the streamed choice 0", finishes[0])
+            _streamed_choice0(req, "the content joined from the SDK's deltas", text, finishes)
 
         judge(ctx, req, sdk.info, check)
 
@@ -311,12 +307,17 @@ def _streamed_completion(sdk: PythonSDK, req: str, chunks: list[Any]) -> tuple[s
     text = "".join(c.text for chunk in chunks for c in (chunk.choices or []) if c.index == 0)
     finishes = [c.finish_reason for chunk in chunks for c in (chunk.choices or [])
                 if c.index == 0 and c.finish_reason is not None]
-    checks.nonempty_text(req, "the text joined from the SDK's chunks", text)
+    return text, _streamed_choice0(req, "the text joined from the SDK's chunks", text, finishes)
+
+
+def _streamed_choice0(req: str, what: str, text: str, finishes: list[Any]) -> Any:
+    """A streamed choice 0: non-empty joined text and exactly one valid finish_reason (returned)."""
+    checks.nonempty_text(req, what, text)
     if len(finishes) != 1:
         raise CheckFailure(req, f"choice 0 received {len(finishes)} finish_reason(s) {finishes}; expected one",
                            observed=finishes, expected="exactly one")
     checks.finish_reason_in(req, "the streamed choice 0", finishes[0])
-    return text, finishes[0]
+    return finishes[0]
 
 
 @scenario("sdk.python.stream_completions", covers=["sdk.python.stream_completions"])

@@ -608,11 +608,11 @@ class BatchingEngine:
 
     def _decode_step(self, events: list[tuple[_Sequence, TokenEvent | BaseException]]) -> None:
         live = [i for i, r in enumerate(self._rows) if r is not None]
+        seqs: list[_Sequence] = [self._rows[i] for i in live]  # type: ignore[misc]  # live rows are set
         graphed = self._graph_forward(live)
         head: list[list[float]] | None = None
         if graphed is not None:
             width, logits = graphed
-            seqs = [r for r in self._rows[:width] if r is not None]
             if self._graphs is not None and self._graphs.last_head is not None and all(
                 s.sampler.greedy and not s.sampler.needs_processing and not s.params.top_logprobs for s in seqs
             ):
@@ -634,7 +634,6 @@ class BatchingEngine:
         self._padded_rows += width
         for i in live:
             self._lengths[i] += 1
-        seqs = [r for r in self._rows[:width] if r is not None]
         if len(live) != width and head is None:
             logits = logits.index_select(0, torch.tensor(live, device=logits.device))
         events_out = self._sample(seqs, logits) if head is None else self._emit(seqs, head)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import threading
 import time
@@ -32,7 +31,7 @@ import pytest
 
 from .conftest import MODEL, PLANTED_KEY, ServerProcess, assert_openai_error
 from .slow_reader import check_slow_reader
-from .test_load import PROMPTS, _engine_idle, stream_text
+from .test_load import _engine_idle, stream_text, two_hundred_streams
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -41,7 +40,6 @@ MAIN_FLAGS = ("--profile", "fireworks", "--log-level", "warning",
 SMALL_FLAGS = ("--profile", "fireworks", "--log-level", "warning", "--max-batch", "1", "--max-queue", "2",
                "--api-key", PLANTED_KEY, "--public-docs")
 AUTH = {"Authorization": f"Bearer {PLANTED_KEY}"}
-BODY: dict[str, Any] = {"model": MODEL, "max_tokens": 8, "temperature": 0}
 LONG = {"model": MODEL, "prompt": "The ant", "max_tokens": 240, "ignore_eos": True, "stream": True}
 SHORT = {"model": MODEL, "prompt": "The crow and the", "max_tokens": 8, "temperature": 0}
 
@@ -121,44 +119,8 @@ def test_default_mode_runs_the_engine_in_a_child(main: ServerProcess) -> None:
 
 @pytest.mark.timeout(180)
 async def test_200_concurrent_streams_match_solo_and_tree_memory_returns(main: ServerProcess) -> None:
-    # keep-alive shorter than the server's (uvicorn: 5 s), so no request goes out on a connection it is closing
-    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250, keepalive_expiry=1.0)
-    async with httpx.AsyncClient(base_url=main.base_url, timeout=120, limits=limits) as c:
-        expected = {}
-        for p in PROMPTS:  # solo, one at a time
-            r = await c.post("/v1/completions", json={**BODY, "prompt": p})
-            assert r.status_code == 200, r.text
-            expected[p] = r.json()["choices"][0]["text"]
-
-        async def one(p: str) -> str:
-            r = await c.post("/v1/completions", json={**BODY, "prompt": p, "stream": True})
-            assert r.status_code == 200, r.text
-            assert r.text.endswith("data: [DONE]\n\n"), r.text[-200:]
-            text, done = stream_text(r.text)
-            assert done
-            return text
-
-        async def wave(count: int) -> tuple[list[str], list[str]]:
-            prompts = [PROMPTS[i % len(PROMPTS)] for i in range(count)]
-            return prompts, list(await asyncio.gather(*(one(p) for p in prompts)))
-
-        # warm-up at full size: connection pool, allocator arenas, the engine's batch shapes
-        prompts, got = await wave(200)
-        assert got == [expected[p] for p in prompts]
-        before = await _engine_idle(c)
-        gc.collect()
-        rss0 = tree_rss(main)
-        started = time.monotonic()
-        prompts, got = await wave(200)
-        elapsed = time.monotonic() - started
-        assert got == [expected[p] for p in prompts]
-        after = await _engine_idle(c)
-        await asyncio.sleep(0.5)  # let the server finish closing what the streams left
-        rss1 = tree_rss(main)
-    assert after["requests_completed"] - before["requests_completed"] == 200
-    assert after["requests_failed"] == before["requests_failed"]
-    assert rss1 - rss0 < 64 << 20, f"process-tree RSS grew by {(rss1 - rss0) >> 20} MiB over 200 streams"
-    assert elapsed < 120
+    # warm-up at full size (the engine's batch shapes); memory is the whole process tree, the child included
+    await two_hundred_streams(main.base_url, lambda: tree_rss(main), warm_up=200, settle=0.5)
 
 
 @pytest.mark.timeout(120)
