@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import random
 import re
 import socket
 import threading
@@ -186,6 +185,7 @@ def _h(*parts: Any) -> int:
 CORPUS = " " + " ".join(SENTENCES)
 CORPUS_TOKENS: tuple[str, ...] = tuple(tokenize(CORPUS))
 WORD_STARTS: tuple[int, ...] = tuple(i for i, t in enumerate(CORPUS_TOKENS) if t.startswith(" "))
+_UNSEEDED_CALLS = itertools.count(1)
 _VOCAB_IDS: dict[str, int] = {t: i for i, t in enumerate(sorted(set(CORPUS_TOKENS)))}
 VOCAB: dict[int, str] = {i: t for t, i in _VOCAB_IDS.items()}
 ALT_POOL: tuple[str, ...] = tuple(sorted(set(CORPUS_TOKENS)))
@@ -209,12 +209,12 @@ def natural_length(prompt: str) -> int:
 def generate(prompt: str, limit: int, sampling: Sampling, choice: int = 0) -> tuple[list[str], bool]:
     """Up to `limit` tokens continuing `prompt`; second value: ended by end-of-sequence."""
     if sampling.nondeterministic or (sampling.temperature > 0 and sampling.seed is None):
-        variant: Any = random.random()
-    elif sampling.temperature > 0:
-        variant = (sampling.seed, choice, round(sampling.temperature, 3))
+        # Each unseeded call starts one word further on, so two calls never agree by chance (a random
+        # start could repeat and make a "nondeterministic" fake look deterministic).
+        pos = WORD_STARTS[(_h(prompt, "") + next(_UNSEEDED_CALLS)) % len(WORD_STARTS)]
     else:
-        variant = ""
-    pos = WORD_STARTS[_h(prompt, variant) % len(WORD_STARTS)]
+        variant = (sampling.seed, choice, round(sampling.temperature, 3)) if sampling.temperature > 0 else ""
+        pos = WORD_STARTS[_h(prompt, variant) % len(WORD_STARTS)]
     eos = natural_length(prompt)
     banned = {i for i, b in sampling.logit_bias.items() if b <= -50}
     forced = [i for i, b in sorted(sampling.logit_bias.items(), key=lambda kv: -kv[1]) if b >= 50 and i in VOCAB]
