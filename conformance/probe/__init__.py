@@ -1,5 +1,5 @@
-"""`conformance probe`: infer an unknown endpoint's behaviour profile from typically 17-20 cheap
-requests (at most 21 by design; MAX_REQUESTS, 25 with GET /models, is the hard cap; infer.py lists them).
+"""`conformance probe`: infer an unknown endpoint's behaviour profile from typically 19-22 cheap
+requests (at most 23 by design; MAX_REQUESTS, 25 with GET /models, is the hard cap; infer.py lists them).
 
     from conformance.probe import ProbeConfig, probe_endpoint, to_yaml
     result = probe_endpoint(ProbeConfig(base_url="http://127.0.0.1:8000/v1"))

@@ -487,15 +487,18 @@ def done_marker(p: ProbeSession) -> Inference:
 def determinism(p: ProbeSession) -> Inference:
     name = "determinism.temperature_0"
     p.deterministic()
-    exchanges = p.shared("baseline", "baseline_repeat")
-    first, second = (text_of(body_of(p.facts.get(k))) for k in ("baseline", "baseline_repeat"))
-    if first is None or second is None:
+    runs = [k for k in ("baseline", *p.repeat_names()) if k in p.facts]
+    exchanges = p.shared(*runs)
+    texts = [text_of(body_of(p.facts.get(k))) for k in runs]
+    if len(texts) < 2 or any(t is None for t in texts):
         return Inference(name, "unknown", UNKNOWN, "a greedy request failed", exchanges=exchanges)
-    if first == second:
-        return Inference(name, "deterministic", INFERRED, "the same greedy request twice gave the same text",
-                         exchanges=exchanges)
-    return Inference(name, "nondeterministic", INFERRED, f"the same greedy request twice gave different text "
-                     f"({divergence(first, second)})", exchanges=exchanges)
+    first, last = texts[0], texts[-1]
+    assert first is not None and last is not None
+    if first == last:
+        return Inference(name, "deterministic", INFERRED, f"the same greedy request {len(texts)} times gave the "
+                         f"same text", exchanges=exchanges)
+    return Inference(name, "nondeterministic", INFERRED, f"the same greedy request gave different text on run "
+                     f"{len(texts)} of {len(texts)} ({divergence(first, last)})", exchanges=exchanges)
 
 
 DEFAULTS: dict[str, Any] = {"presence_penalty": 0, "frequency_penalty": 0, "best_of": 1, "logit_bias": {}}
