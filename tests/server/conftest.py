@@ -2,11 +2,16 @@
 
 Apps built here do not manage the engine (`manage_engine=False`): one engine is started for the
 session and every app (fireworks, openai, with or without an API key, with small limits) shares it.
+
+The engine runs on the CPU in float32 unless REFERENCE_TEST_DEVICE / REFERENCE_TEST_DTYPE say otherwise:
+`REFERENCE_TEST_DEVICE=cuda REFERENCE_TEST_DTYPE=bfloat16 pytest tests/server` runs these tests on a GPU
+(CUDA graphs and batched prefill included), as `bench/gpu_session.sh` does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -28,7 +33,8 @@ PROFILES = ("fireworks", "openai")
 def loaded() -> Any:
     from reference_server.model.loader import load_model
 
-    return load_model("tiny", device="cpu", dtype="float32")
+    device = os.environ.get("REFERENCE_TEST_DEVICE", "cpu")
+    return load_model("tiny", device=device, dtype=os.environ.get("REFERENCE_TEST_DTYPE", "float32"))
 
 
 @pytest.fixture(scope="session")
