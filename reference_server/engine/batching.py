@@ -192,11 +192,7 @@ class BatchingEngine:
         self._graphs: DecodeGraphs | None = None
         # Prompts admitted together prefilled in one forward pass (right-padded) on the fast path;
         # not in batch-invariant mode, where each prompt's numbers must not depend on the others.
-        self.batched_prefill = (
-            (not self.batch_invariant if batched_prefill is None else batched_prefill)
-            and fast_decode
-            and not self.batch_invariant
-        )
+        self.batched_prefill = batched_prefill is not False and fast_decode and not self.batch_invariant
         if self.cuda_graphs:
             self._slot_count = rows_bucket(max_batch)
         forward_params = inspect.signature(model.forward).parameters

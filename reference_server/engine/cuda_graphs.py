@@ -11,7 +11,8 @@ A graph fixes its shapes and the addresses it reads and writes, so:
 - a step runs over `rows_bucket(width)` slot rows (extra rows are inert fillers: free slots writing
   at position 0 of their own slot) and `keys_bucket(visible)` key positions (masked per row past its
   length), so a handful of graphs serves every batch;
-- graphs are captured lazily, the first time a bucket is met, and dropped when the key/value slots
+- the engine captures every bucket its buffers allow at start-up (`capture_all`); a bucket met later
+  (the buffers grew) is captured the first time it is met; all are dropped when the key/value slots
   are reallocated (they grow by doubling, so that happens a few times per process at most).
 
 The graph also takes the greedy choice of every row (argmax, and its log-probability under

@@ -7,6 +7,7 @@ the real `python -m reference_server` with its stdout/stderr captured to files.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -96,6 +97,17 @@ class ServerProcess:
         self.kill()
         self._out.close()
         self._err.close()
+
+
+async def engine_idle(c: httpx.AsyncClient, timeout: float = 30) -> dict[str, Any]:
+    """The engine's /health counters once nothing runs or waits (every slot freed), within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = dict((await c.get("/health")).json()["engine"])
+        if m["running"] == 0 and m["waiting"] == 0:
+            return m
+        assert time.monotonic() < deadline, m
+        await asyncio.sleep(0.05)
 
 
 def stream_choices(raw: str) -> tuple[dict[int, str], bool]:

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import MODEL, PLANTED_KEY, ServerProcess, assert_openai_error
+from .conftest import MODEL, PLANTED_KEY, ServerProcess, assert_openai_error, engine_idle
 from .slow_reader import check_slow_reader
-from .test_load import _engine_idle, stream_text, two_hundred_streams
+from .test_load import stream_text, two_hundred_streams
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -127,7 +127,7 @@ async def test_200_concurrent_streams_match_solo_and_tree_memory_returns(main: S
 async def test_50_clients_disconnecting_mid_stream_free_their_slots(main: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=main.base_url, timeout=60) as c:
         expected = (await c.post("/v1/completions", json=SHORT)).json()["choices"][0]["text"]
-        before = await _engine_idle(c)
+        before = await engine_idle(c)
         saw_done = 0
 
         async def client() -> None:
@@ -143,7 +143,7 @@ async def test_50_clients_disconnecting_mid_stream_free_their_slots(main: Server
 
         await asyncio.wait_for(asyncio.gather(*(client() for _ in range(50))), 60)
         assert saw_done == 0
-        after = await _engine_idle(c)  # running and waiting back to 0: every slot freed
+        after = await engine_idle(c)  # running and waiting back to 0: every slot freed
         cancelled = after["requests_cancelled"] - before["requests_cancelled"]
         completed = after["requests_completed"] - before["requests_completed"]
         assert cancelled + completed == 50, after
@@ -185,7 +185,7 @@ async def test_full_queue_answers_429_with_retry_after(small: ServerProcess) -> 
     async with httpx.AsyncClient(base_url=small.base_url, timeout=60, headers=AUTH) as c:
         expected = (await c.post("/v1/completions", json={**long_body, "stream": False})).json()
         expected_text = expected["choices"][0]["text"]
-        await _engine_idle(c)
+        await engine_idle(c)
 
         async def request(path: str, body: dict[str, Any]) -> httpx.Response:
             r = await c.post(path, json=body)
@@ -225,7 +225,7 @@ async def test_full_queue_answers_429_with_retry_after(small: ServerProcess) -> 
             assert r.status_code == 200, r.text
             text, done = stream_text(r.text)
             assert done and text == expected_text
-        await _engine_idle(c)
+        await engine_idle(c)
         r = await c.post("/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 2})
         assert r.status_code == 200, r.text
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import MODEL, LiveServer, ServerProcess
+from .conftest import MODEL, LiveServer, ServerProcess, engine_idle
 from .slow_reader import check_slow_reader
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -20,16 +20,12 @@ LONG = {"model": MODEL, "prompt": "The ant", "max_tokens": 200, "ignore_eos": Tr
 SHORT = {"model": MODEL, "prompt": "The crow and the", "max_tokens": 8, "temperature": 0}
 
 
-async def _metrics(c: httpx.AsyncClient) -> dict[str, Any]:
-    return dict((await c.get("/health")).json()["engine"])
-
-
 @pytest.mark.timeout(120)
 async def test_50_clients_disconnecting_mid_stream_free_their_slots(live_fw: LiveServer) -> None:
     limits = httpx.Limits(max_connections=80)
     async with httpx.AsyncClient(base_url=live_fw.base_url, timeout=60, limits=limits) as c:
         expected = (await c.post("/v1/completions", json=SHORT)).json()["choices"][0]["text"]
-        before = await _metrics(c)
+        before = await engine_idle(c)
         release = asyncio.Event()
         started = 0
 
@@ -53,13 +49,7 @@ async def test_50_clients_disconnecting_mid_stream_free_their_slots(live_fw: Liv
             await asyncio.sleep(0.05)
         release.set()  # all 50 disconnect at once
         await asyncio.gather(*tasks)
-        deadline = time.monotonic() + 30
-        while True:
-            after = await _metrics(c)
-            if after["running"] == 0 and after["waiting"] == 0:
-                break
-            assert time.monotonic() < deadline, after
-            await asyncio.sleep(0.05)
+        after = await engine_idle(c)  # running and waiting back to 0: every slot freed
         assert after["requests_cancelled"] - before["requests_cancelled"] >= 50
         # far fewer tokens than 50 x 200: generation stopped when the clients left
         assert after["generated_tokens"] - before["generated_tokens"] < 50 * 200

@@ -16,7 +16,7 @@ import pytest
 
 from reference_server.app import create_app
 
-from .conftest import MODEL, LiveServer, assert_openai_error, rss_bytes, stream_choices
+from .conftest import MODEL, LiveServer, assert_openai_error, engine_idle, rss_bytes, stream_choices
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -29,16 +29,6 @@ def stream_text(raw: str) -> tuple[str, bool]:
     """A one-choice completions SSE body: its text, and whether [DONE] came."""
     texts, done = stream_choices(raw)
     return "".join(texts[i] for i in sorted(texts)), done
-
-
-async def _engine_idle(c: httpx.AsyncClient, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        m = dict((await c.get("/health")).json()["engine"])
-        if m["running"] == 0 and m["waiting"] == 0:
-            return m
-        assert time.monotonic() < deadline, m
-        await asyncio.sleep(0.05)
 
 
 async def two_hundred_streams(base_url: str, rss: Callable[[], int], warm_up: int, settle: float = 0.0) -> None:
@@ -68,14 +58,14 @@ async def two_hundred_streams(base_url: str, rss: Callable[[], int], warm_up: in
 
         prompts, got = await wave(warm_up)  # warm-up: allocator, caches, connection pool, batch shapes
         assert got == [expected[p] for p in prompts]
-        before = await _engine_idle(c)
+        before = await engine_idle(c)
         gc.collect()
         rss0 = rss()
         started = time.monotonic()
         prompts, got = await wave(200)
         elapsed = time.monotonic() - started
         assert got == [expected[p] for p in prompts]
-        after = await _engine_idle(c)
+        after = await engine_idle(c)
         gc.collect()
         await asyncio.sleep(settle)
         rss1 = rss()
